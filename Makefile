@@ -1,0 +1,46 @@
+# unet-book: every target is one readable command. `make help` lists them.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test unit nbtest lint book book-strict sync bench clean
+
+help:            ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)   ## create .venv and install the pinned dependencies and unet_core
+
+test: $(STAMP)   ## the whole suite: ruff, pytest unit tests and nbval on every notebook
+	$(BIN)/ruff check unet_core tests benchmarks notebooks
+	$(BIN)/python -m pytest tests notebooks --nbval-lax
+
+unit: $(STAMP)   ## pytest unit tests only (fast)
+	$(BIN)/python -m pytest tests
+
+nbtest: $(STAMP) ## nbval on the notebooks only
+	$(BIN)/python -m pytest notebooks --nbval-lax
+
+lint: $(STAMP)   ## ruff
+	$(BIN)/ruff check unet_core tests benchmarks notebooks
+
+sync: $(STAMP)   ## re-pair every notebook with its py:percent twin (text is the source of truth)
+	$(BIN)/jupytext --sync notebooks/*.py
+
+book: $(STAMP)   ## execute the notebooks and build the HTML book into _build/html
+	$(BIN)/jupyter-book build . --builder html
+
+book-strict: $(STAMP) ## as `book`, warnings are errors and a failing cell fails the build (CI)
+	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+
+bench: $(STAMP)  ## throughput benchmark: writes benchmarks/results/throughput.json
+	$(BIN)/python benchmarks/throughput.py
+
+clean:           ## remove build output (keeps .venv and runs/)
+	rm -rf _build .jupyter_cache

@@ -1,0 +1,6 @@
+"""unet_core: a faithful, tested PyTorch replication of the U-Net paper (Ronneberger et al. 2015)."""
+
+from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
+
+__all__ = ["UNet", "count_conv_layers", "count_parameters", "receptive_field"]
+__version__ = "0.1.0"
