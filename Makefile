@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Put the venv first on PATH so that Jupyter kernels started by nbval and jupyter-book run it.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv test unit nbtest lint book book-strict sync bench clean
 
