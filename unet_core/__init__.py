@@ -1,4 +1,4 @@
-"""unet_core: a faithful, tested PyTorch replication of the U-Net paper (Ronneberger et al. 2015)."""
+"""unet_core: a faithful, tested PyTorch replication of U-Net (Ronneberger et al. 2015)."""
 
 from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
 
