@@ -1,0 +1,282 @@
+"""Reading images and binary masks with validation (one place for every file format quirk).
+
+Every reader raises :class:`~unet_core.data.errors.DataError` naming the file when it is
+missing, unreadable, truncated, of an unsupported mode or of the wrong size; nothing is skipped.
+
+How masks are binarised (:func:`binarize_mask`), whatever their PIL mode:
+
+* ``"1"`` (1-bit): used as is.
+* ``"P"`` (palette): **the palette index is the label**, the palette colour is ignored. A
+  palette only says how to *display* an index; in label images (DRIVE's ``2nd_manual`` GIFs,
+  PASCAL-VOC-style PNGs) the index carries the meaning: index 0 is background and any other
+  index is foreground. DRIVE's second observer uses index 0 = background (colour (4, 2, 4)) and
+  index 1 = vessel (colour (252, 254, 252)). More than two distinct indices (a multi-class
+  label image) raise. One ambiguity is detected and raised rather than guessed: a mask that
+  uses a single index whose palette colour contradicts it (only index 0, displayed bright, as
+  Pillow writes a uniformly white grey-level GIF when optimising its palette; or only a
+  non-zero index displayed dark).
+* ``"L"``, ``"I"``, ``"I;16"``, ``"F"`` (grey levels) and multi-page TIFF arrays: with one
+  level, foreground iff that level is non-zero; with exactly two levels, the higher one is
+  foreground (so 0/255, 0/1 and 0/65535 masks all work); with more than two levels (a mask
+  that was resampled or lossily compressed) foreground is ``value >= full_scale / 2``, where
+  the full scale is 1 for floats in [0, 1], else 255, 65535 or the maximum, whichever first
+  covers the data.
+* ``"RGB"``: if the three channels are equal, as ``"L"``; otherwise (coloured annotations on a
+  black background) the per-pixel maximum over the channels, as ``"L"``.
+* ``"LA"``, ``"RGBA"``, ``"PA"``: the alpha channel is dropped, then as above.
+
+Every other mode (CMYK, YCbCr, ...) raises.
+
+Truncated files are detected because the whole file is decoded (``Image.load``), which fails
+on missing bytes, unless some other code has set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` to
+True (this module never does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unet_core.data.errors import DataError
+
+#: File names ignored when listing a folder (operating-system litter, not data).
+IGNORED_NAMES: frozenset[str] = frozenset({"Thumbs.db", "desktop.ini"})
+
+_MASK_MODES = ("1", "P", "PA", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F", "RGB", "RGBA")
+
+
+# -- files and folders ------------------------------------------------------------------------
+def list_files(folder: Path, what: str, suffixes: Iterable[str] | None = None) -> list[Path]:
+    """Non-hidden regular files of ``folder``, sorted by name.
+
+    Raises DataError if the folder is missing or holds no file. With ``suffixes`` (e.g.
+    ``(".png",)``, compared case-insensitively), any other file raises DataError: nothing is
+    silently skipped except hidden files (``.DS_Store``, ...) and :data:`IGNORED_NAMES`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"missing folder {folder}: expected a folder of {what}")
+    files = sorted(
+        p for p in folder.iterdir()
+        if not p.name.startswith(".") and p.name not in IGNORED_NAMES and not p.is_dir()
+    )
+    if not files:
+        raise DataError(f"empty folder {folder}: expected {what}")
+    if suffixes is not None:
+        allowed = tuple(s.lower() for s in suffixes)
+        for p in files:
+            if not p.name.lower().endswith(allowed):
+                raise DataError(
+                    f"unexpected file {p} in a folder of {what}: expected only "
+                    f"{' or '.join(allowed)} files"
+                )
+    return files
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise DataError(f"missing {what}: {path} does not exist")
+    if not path.is_file():
+        raise DataError(f"{what} {path} is not a regular file")
+
+
+def _load_pil(path: Path, what: str) -> tuple[str, np.ndarray, list[int] | None]:
+    """Decode the first frame of ``path``: ``(mode, array, palette or None)``."""
+    path = Path(path)
+    _require_file(path, what)
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode everything now: a truncated file fails here, not later
+            mode = im.mode
+            palette = im.getpalette() if mode in ("P", "PA") else None
+            array = np.asarray(im).copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(
+            f"cannot read {what} {path}: {exc} (the file is truncated, corrupt or not an image)"
+        ) from exc
+    if array.size == 0:
+        raise DataError(f"{what} {path} is empty (0 pixels)")
+    return mode, array, palette
+
+
+class _LogRecords(logging.Handler):
+    """Collects the warnings a library logs (tifffile reports damaged files only this way)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def read_tiff_stack(path: Path, what: str) -> np.ndarray:
+    """Read a (multi-page) greyscale TIFF as ``(N, H, W)`` with tifffile; one page gives N=1.
+
+    tifffile skips pages it cannot reach in a damaged file and only *logs* a warning; any
+    such warning is turned into a DataError here, so a truncated volume never loads short.
+    """
+    import tifffile
+
+    path = Path(path)
+    _require_file(path, what)
+    records = _LogRecords()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(records)
+    try:
+        stack = np.asarray(tifffile.imread(path))
+    except Exception as exc:  # tifffile fails in many ways (ValueError, struct.error, ...)
+        raise DataError(
+            f"cannot read {what} {path}: {exc} (the file is truncated, corrupt or not a TIFF)"
+        ) from exc
+    finally:
+        logger.removeHandler(records)
+    if records.messages:
+        raise DataError(
+            f"cannot read {what} {path}: {records.messages[0]} (the file is truncated or corrupt)"
+        )
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3 or stack.size == 0:
+        raise DataError(
+            f"{what} {path} has shape {stack.shape}: expected a stack of greyscale pages (N, H, W)"
+        )
+    return stack
+
+
+# -- images -----------------------------------------------------------------------------------
+def read_rgb(path: Path, what: str = "image") -> np.ndarray:
+    """An 8-bit colour image as ``(H, W, 3) uint8`` (RGBA: alpha dropped; other modes raise)."""
+    mode, array, _ = _load_pil(path, what)
+    if mode not in ("RGB", "RGBA"):
+        raise DataError(f"{what} {path} has mode {mode!r}: expected an 8-bit RGB colour image")
+    return np.ascontiguousarray(array[..., :3])
+
+
+def read_gray(path: Path, what: str = "image") -> np.ndarray:
+    """An 8-bit greyscale image as ``(H, W) uint8``.
+
+    Accepts mode L, LA (alpha dropped) and RGB/RGBA whose three colour channels are equal
+    (a grey image saved as colour); anything else raises DataError.
+    """
+    mode, array, _ = _load_pil(path, what)
+    if mode == "L":
+        return array
+    if mode == "LA":
+        return np.ascontiguousarray(array[..., 0])
+    if mode in ("RGB", "RGBA"):
+        rgb = array[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            return np.ascontiguousarray(rgb[..., 0])
+        raise DataError(f"{what} {path} is a colour image: expected 8-bit greyscale (mode L)")
+    raise DataError(f"{what} {path} has mode {mode!r}: expected 8-bit greyscale (mode L)")
+
+
+# -- masks ------------------------------------------------------------------------------------
+def _full_scale(values: np.ndarray) -> float:
+    top = float(values.max())
+    if np.issubdtype(values.dtype, np.floating) and top <= 1.0:
+        return 1.0
+    for scale in (255.0, 65535.0):
+        if top <= scale:
+            return scale
+    return top
+
+
+def _binarize_levels(values: np.ndarray) -> np.ndarray:
+    """Grey-level rule of the module docstring, for a 2-D array of levels."""
+    if values.dtype == np.uint8:
+        levels = np.flatnonzero(np.bincount(values.ravel(), minlength=256))
+    else:
+        levels = np.unique(values)
+    if levels.size == 1:
+        return np.full(values.shape, bool(levels[0] != 0))
+    if levels.size == 2:
+        return values == levels[1]
+    return values >= _full_scale(values) / 2
+
+
+def binarize_mask(
+    values: np.ndarray,
+    mode: str | None = None,
+    palette: list[int] | None = None,
+    source: str = "mask",
+) -> np.ndarray:
+    """Binarise a decoded mask to ``(H, W) bool`` (rules in the module docstring).
+
+    Args:
+        values: the decoded array (``np.asarray`` of a PIL image, or a TIFF page).
+        mode: the PIL mode, or None for a plain array (grey-level rule; a trailing axis of 3
+            or 4 is treated as RGB(A)).
+        palette: the flat RGB palette of a ``"P"`` image, used only to detect ambiguity.
+        source: names the file in error messages.
+    """
+    values = np.asarray(values)
+    if mode is None:
+        if values.ndim == 3 and values.shape[-1] in (3, 4):
+            mode = "RGB"
+        elif values.ndim == 2:
+            mode = "L"
+        else:
+            raise DataError(f"{source} has shape {values.shape}: expected a 2-D mask")
+    if mode not in _MASK_MODES:
+        raise DataError(
+            f"{source} has mode {mode!r}: expected a binary mask in one of {', '.join(_MASK_MODES)}"
+        )
+    if mode in ("LA", "PA", "RGBA"):
+        values = values[..., :-1] if mode == "RGBA" else values[..., 0]
+        mode = {"LA": "L", "PA": "P", "RGBA": "RGB"}[mode]
+    if mode == "1":
+        return values.astype(bool)
+    if mode == "P":
+        return _binarize_palette(values, palette, source)
+    if mode == "RGB":
+        rgb = values[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            values = rgb[..., 0]
+        else:
+            values = rgb.max(axis=-1)
+    return _binarize_levels(values)
+
+
+def _binarize_palette(index: np.ndarray, palette: list[int] | None, source: str) -> np.ndarray:
+    used = np.flatnonzero(np.bincount(index.ravel().astype(np.int64)))
+    if used.size > 2:
+        raise DataError(
+            f"{source} is a palette image using {used.size} indices {used.tolist()[:8]}: "
+            "expected a binary mask (index 0 = background, one non-zero index = foreground)"
+        )
+    if used.size == 1 and palette is not None and len(palette) >= 3 * (int(used[0]) + 1):
+        r, g, b = palette[3 * int(used[0]) : 3 * int(used[0]) + 3]
+        bright = (r + g + b) / 3 >= 128
+        if bright == (used[0] == 0):
+            shown = "bright" if bright else "dark"
+            raise DataError(
+                f"{source} is a palette image using only index {int(used[0])}, displayed "
+                f"{shown} (colour {(r, g, b)}): ambiguous, since the index says "
+                f"{'background' if used[0] == 0 else 'foreground'} everywhere; re-save it as "
+                "a grey-level (mode L, 0/255) mask"
+            )
+    return index != 0
+
+
+def read_mask(path: Path, what: str = "mask") -> np.ndarray:
+    """A binary mask as ``(H, W) bool`` whatever its mode (see :func:`binarize_mask`)."""
+    mode, array, palette = _load_pil(path, what)
+    return binarize_mask(array, mode, palette, source=f"{what} {path}")
+
+
+def check_mask_shape(
+    mask: np.ndarray, mask_path: Path, image_shape: tuple[int, ...], image_path: Path, what: str
+) -> None:
+    """Raise DataError unless ``mask`` is ``H x W`` like its image (``image_shape[:2]``)."""
+    if mask.shape[:2] != tuple(image_shape[:2]):
+        h, w = mask.shape[:2]
+        raise DataError(
+            f"{what} {mask_path} is {h}x{w} (HxW) but its image {image_path} is "
+            f"{image_shape[0]}x{image_shape[1]}: expected the same size"
+        )

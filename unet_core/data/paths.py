@@ -1,0 +1,24 @@
+"""Where the data sets live: one setting, the ``UNET_DATA_DIR`` environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "UNET_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """The data directory: ``$UNET_DATA_DIR`` if set, else ``./data`` (relative to the cwd).
+
+    Real data sets are expected at ``data_dir() / "DRIVE"`` and ``data_dir() / "isbi2012"``;
+    synthetic stand-ins are cached under ``data_dir() / "synthetic"`` (see
+    :func:`unet_core.data.resolve_dataset`). The path is returned as given, not resolved.
+    """
+    return Path(os.environ.get(DATA_DIR_ENV, "./data"))
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the valid choices when ``value`` is not one of them."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(choices)}")
