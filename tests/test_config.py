@@ -1,0 +1,58 @@
+"""TrainConfig: profiles, validation, names, keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from unet_core.config import PROFILES, TrainConfig, check_names
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_profiles_build(profile):
+    cfg = TrainConfig.from_profile(profile)
+    assert cfg.profile == profile
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_paper_profile_follows_the_paper():
+    cfg = TrainConfig.from_profile("paper")
+    assert (cfg.padding, cfg.base_channels, cfg.depth, cfg.batch_norm) == ("valid", 64, 4, False)
+    assert (cfg.optimizer, cfg.momentum, cfg.batch_size, cfg.patch_size) == ("sgd", 0.99, 1, 572)
+    assert (cfg.loss, cfg.augmentation) == ("weighted_ce", "paper")
+    assert cfg.dropout > 0
+
+
+def test_unknown_profile_lists_the_choices():
+    with pytest.raises(ValueError, match="profile='fast' is not valid; expected one of cpu"):
+        TrainConfig.from_profile("fast")
+
+
+def test_misspelt_parameter_gets_a_suggestion_and_the_list():
+    with pytest.raises(ValueError, match=r"'stpes' \(did you mean 'steps'\?\).*valid parameters"):
+        TrainConfig.from_profile("smoke", stpes=3)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        check_names({"xyz": 1})
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("dataset", "kitti", "expected one of drive, isbi2012"),
+        ("loss", "focal", "weighted_ce, bce, dice, bce_dice"),
+        ("padding", "reflect", "valid, same"),
+        ("augmentation", "mixup", "paper, albumentations, none"),
+        ("steps", 0, "steps must be >= 1"),
+        ("dropout", 1.5, "dropout"),
+        ("threshold", 1.0, "threshold"),
+        ("elastic_grid", 1, "elastic_grid"),
+    ],
+)
+def test_bad_values(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_profile("cpu", **{field: value})
+
+
+def test_key_tracks_results_not_device():
+    a = TrainConfig.from_profile("smoke")
+    assert a.key() == TrainConfig.from_profile("smoke", device="cpu", threads=1).key()
+    assert a.key() != TrainConfig.from_profile("smoke", seed=1).key()
