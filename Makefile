@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Put the venv first on PATH so that Jupyter kernels started by nbval and jupyter-book run it.
 export PATH := $(abspath $(BIN)):$(PATH)
+# One data directory and one runs directory for the whole project, wherever a notebook runs.
+export UNET_DATA_DIR ?= $(CURDIR)/data
+export UNET_RUNS_DIR ?= $(CURDIR)/runs
 
 .PHONY: help venv test unit nbtest lint book book-strict sync bench clean
 
