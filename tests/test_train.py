@@ -147,3 +147,11 @@ def test_other_settings_train(tmp_path, data_root, overrides):
 def test_bad_patch_size_is_named(tmp_path, data_root):
     with pytest.raises(ValueError, match="patch_size 30 is not valid"):
         run(smoke(patch_size=30), tmp_path / "r", data_root)
+
+
+def test_snapshots_are_kept_on_request(tmp_path, data_root):
+    run(smoke(keep_snapshots=True), tmp_path / "r", data_root)
+    snaps = sorted(p.name for p in (tmp_path / "r" / "snapshots").iterdir())
+    assert snaps == ["step0000003.pt", "step0000006.pt"]
+    state = torch.load(tmp_path / "r" / "snapshots" / snaps[-1], weights_only=True)
+    assert torch.equal(state["model"]["head.weight"], _weights(tmp_path / "r")["head.weight"])

@@ -78,6 +78,7 @@ class TrainConfig:
     threshold: float = 0.5  # fixed, or chosen on the validation images, never on the test set
     tune_threshold: bool = False  # choose the threshold that maximises F1 on validation images
     tta: str = "none"  # test-time augmentation: none, flips, d4
+    keep_snapshots: bool = False  # keep the weights of every validation step (for curves)
 
     # --- precision and device -----------------------------------------------------------------
     bf16: bool = True  # bf16 autocast (CPU: AVX-512 bf16 gives ~2x)

@@ -455,6 +455,9 @@ def train(
             history.append(row)
             running, count = 0.0, 0
             save(step)
+            if cfg.keep_snapshots:  # weights only, for quality-vs-time curves after the run
+                save_checkpoint(run_dir / "snapshots" / f"step{step:07d}.pt", {
+                    "model": model.state_dict(), "step": step, "minutes": minutes})
             _write_history(run_dir / "history.csv", history)
         if stop_after is not None and step >= stop_after:
             bar.close()

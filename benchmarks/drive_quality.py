@@ -1,0 +1,191 @@
+"""DRIVE quality bar: train a profile from scratch within a wall-clock budget, then evaluate.
+
+    UNET_DATA_DIR=../shared/data python benchmarks/drive_quality.py --minutes 30
+
+1. Calibrates the step time of the profile on this machine (a few steps, not counted as
+   training) and sets ``steps`` so that training, the final evaluation on the 20 test images
+   and all the set-up fit into ``--minutes`` of wall time; the learning-rate schedule then runs
+   to its end.
+2. Trains from scratch on DRIVE's training images (minus the profile's validation images) and
+   evaluates on the 20 official test images inside the FOV against the first observer, at the
+   threshold the profile fixes (or chooses on the validation images: never on the test set).
+3. After the timed run, evaluates the weight snapshots kept at every validation step on the
+   test set, for the curve of quality against training minutes (not part of the budget).
+
+Writes ``benchmarks/results/drive_quality.json`` and ``.md`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unet_core.checkpoint import load_checkpoint
+from unet_core.config import PROFILES, TrainConfig
+from unet_core.losses import make_loss
+from unet_core.train import (
+    build_model,
+    build_optimizer,
+    build_sampler,
+    evaluate,
+    load_data,
+    predict_probability,
+    train,
+)
+
+BAR = {"auc_roc": 0.981, "f1": 0.825, "minutes": 30.0}
+
+
+def _parse_value(text: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def calibrate(cfg: TrainConfig, steps: int = 12) -> float:
+    """Seconds per training step of ``cfg`` on this machine (median after warm-up)."""
+    data = load_data(cfg)
+    model = build_model(cfg, data.in_channels)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(cfg, model)
+    sampler = build_sampler(cfg, model, data.train)
+    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        batch = sampler.sample(cfg.batch_size)
+        x = batch.image
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(x)
+        loss = loss_fn(logits.float(), batch.target, mask=batch.valid, weight_map=batch.weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("--minutes", type=float, default=BAR["minutes"],
+                        help="wall-clock budget for set-up, training and final evaluation")
+    parser.add_argument("--reserve", type=float, default=3.0,
+                        help="minutes kept for set-up, validation passes and final evaluation")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="config overrides, e.g. --set lr=0.002 base_channels=24")
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/drive_quality"))
+    args = parser.parse_args()
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = {k: _parse_value(v) for k, v in overrides.items()}
+    overrides.setdefault("keep_snapshots", True)
+    cfg = TrainConfig.from_profile(args.profile, dataset="drive", **overrides)
+
+    wall0 = time.perf_counter()
+    step_s = calibrate(cfg)
+    train_minutes = args.minutes - args.reserve - (time.perf_counter() - wall0) / 60
+    steps = max(1, int(train_minutes * 60 / step_s))
+    cfg = TrainConfig.from_dict(cfg.to_dict() | {"steps": steps, "time_budget_min": train_minutes,
+                                                 "eval_every": max(1, steps // 12)})
+    print(f"calibrated {step_s:.3f} s/step -> {steps} steps in {train_minutes:.1f} min",
+          flush=True)
+    run_dir = args.run_dir or Path(os.environ.get("UNET_RUNS_DIR", "runs")) / (
+        f"drive-quality-{cfg.key()}")
+    result = train(cfg, run_dir, resume=False)
+    wall_minutes = (time.perf_counter() - wall0) / 60
+    test = result.metrics["test"]["pooled"]
+    print(f"wall time {wall_minutes:.1f} min: AUC {test['auc_roc']:.4f}, F1 {test['f1']:.4f}",
+          flush=True)
+
+    # Quality against training minutes, from the snapshots (after the timed run).
+    data = load_data(cfg)
+    curve = []
+    model = build_model(cfg, data.in_channels)
+    threshold = result.metrics["test"]["threshold"]
+    for snap in sorted((run_dir / "snapshots").glob("step*.pt")):
+        state = load_checkpoint(snap)
+        model.load_state_dict(state["model"])
+        model.eval()
+        probs = [predict_probability(model, e.image, cfg) for e in data.test]
+        pooled = evaluate(model, data.test, cfg, threshold, probs)["pooled"]
+        curve.append({"step": state["step"], "minutes": round(state["minutes"], 2),
+                      "auc_roc": pooled["auc_roc"], "f1": pooled["f1"]})
+        print(f"  step {state['step']:6d} {state['minutes']:6.1f} min  AUC "
+              f"{pooled['auc_roc']:.4f}  F1 {pooled['f1']:.4f}", flush=True)
+
+    passed = (test["auc_roc"] >= BAR["auc_roc"] and test["f1"] >= BAR["f1"]
+              and wall_minutes <= args.minutes)
+    report = {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "data": {"root": str(data.root), "synthetic": data.synthetic},
+        "config": cfg.to_dict(),
+        "calibrated_seconds_per_step": step_s,
+        "wall_minutes": wall_minutes,
+        "train_minutes": result.train_minutes,
+        "steps": result.steps,
+        "test_pooled": test,
+        "test_mean_per_image": result.metrics["test"]["mean"],
+        "threshold": threshold,
+        "bar": BAR,
+        "passed": passed,
+        "curve": curve,
+        "run_dir": str(run_dir),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(args.out.with_suffix(".json"))
+    lines = [
+        f"# DRIVE quality ({report['date']})",
+        "",
+        f"Command: `{report['command']}`",
+        f"Data: {report['data']['root']} ({'SYNTHETIC' if data.synthetic else 'real DRIVE'})",
+        "",
+        f"Wall time {wall_minutes:.1f} min (budget {args.minutes:.0f}), {result.steps} steps, "
+        f"{result.train_minutes:.1f} min of training, threshold {threshold:.3f}.",
+        "",
+        "| metric (test, FOV, pooled) | value | bar |",
+        "|---|---|---|",
+        f"| AUC-ROC | {test['auc_roc']:.4f} | >= {BAR['auc_roc']} |",
+        f"| F1 | {test['f1']:.4f} | >= {BAR['f1']} |",
+        f"| IoU | {test['iou']:.4f} | |",
+        f"| accuracy | {test['accuracy']:.4f} | |",
+        f"| sensitivity | {test['sensitivity']:.4f} | |",
+        f"| specificity | {test['specificity']:.4f} | |",
+        "",
+        f"Passed: {'yes' if passed else 'no'}",
+        "",
+        "| step | training minutes | AUC-ROC | F1 |",
+        "|---|---|---|---|",
+        *(f"| {c['step']} | {c['minutes']} | {c['auc_roc']:.4f} | {c['f1']:.4f} |"
+          for c in curve),
+    ]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
