@@ -251,8 +251,8 @@ def predict_tiled(
     was_training = model.training
     model.eval()
     try:
-        total = torch.zeros(model.out_channels, *image.shape[1:])
         group = _d4(tta)
+        total: torch.Tensor | None = None  # one whole-image buffer, accumulated in place
         for turns, flip in group:
             x = image.flip(-1) if flip else image
             x = torch.rot90(x, turns, dims=(-2, -1))
@@ -260,7 +260,9 @@ def predict_tiled(
                 model, x, tile_size, overlap, batch_size, autocast_dtype, progress, aligned
             )
             y = torch.rot90(y, -turns, dims=(-2, -1))
-            total += y.flip(-1) if flip else y
-        return total / len(group)
+            y = y.flip(-1) if flip else y
+            total = y.contiguous() if total is None else total.add_(y)
+        assert total is not None
+        return total.div_(len(group))
     finally:
         model.train(was_training)
