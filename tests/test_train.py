@@ -155,3 +155,17 @@ def test_snapshots_are_kept_on_request(tmp_path, data_root):
     assert snaps == ["step0000003.pt", "step0000006.pt"]
     state = torch.load(tmp_path / "r" / "snapshots" / snaps[-1], weights_only=True)
     assert torch.equal(state["model"]["head.weight"], _weights(tmp_path / "r")["head.weight"])
+
+
+def test_weight_maps_balance_the_training_set(data_root):
+    from unet_core.train import load_data, loss_weight_maps
+
+    cfg = smoke(dataset="isbi2012", loss="weighted_ce", w0=0.0)
+    examples = load_data(cfg, data_root).train
+    maps = loss_weight_maps(examples, cfg)
+    membrane = np.concatenate([e.target.ravel() for e in examples])
+    weights = np.concatenate([m.ravel() for m in maps])
+    # Set-wide balance: both classes carry the same total weight, the mean weight is 1.
+    assert weights[membrane].sum() == pytest.approx(weights[~membrane].sum(), rel=1e-5)
+    assert weights.mean() == pytest.approx(1.0, rel=1e-5)
+    assert len(np.unique(np.round(weights, 5))) == 2  # one weight per class, every image

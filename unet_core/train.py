@@ -51,7 +51,7 @@ from unet_core.metrics import (
 )
 from unet_core.model import UNet
 from unet_core.tiling import predict_tiled
-from unet_core.weights import instances_from_membranes, weight_map
+from unet_core.weights import balanced_class_weights, instances_from_membranes, weight_map
 
 RUNS_DIR_ENV = "UNET_RUNS_DIR"
 CHECKPOINT = "checkpoint.pt"
@@ -160,15 +160,23 @@ def load_data(cfg: TrainConfig, data_root: str | Path | None = None) -> DataBund
                       train_all[cut:], test)
 
 
-def loss_weight_map(example: Example, cfg: TrainConfig) -> np.ndarray:
-    """The paper's weight map (Eq. 2), precomputed per image as in the paper (Sec. 3).
-
-    The instances are the connected components of the non-target class for ISBI (cells,
-    separated by the membranes we segment) and of the vessels for DRIVE.
-    """
+def instance_labels(example: Example, cfg: TrainConfig) -> np.ndarray:
+    """Instances for the weight map: connected components of the cell interiors for ISBI
+    (the non-target class, separated by the membranes we segment), of the vessels for DRIVE."""
     objects = ~example.target if cfg.dataset == "isbi2012" else example.target
-    labels = instances_from_membranes(objects.astype(np.uint8))
-    return weight_map(labels, w0=cfg.w0, sigma=cfg.wmap_sigma)
+    return instances_from_membranes(objects.astype(np.uint8))
+
+
+def loss_weight_maps(examples: Sequence[Example], cfg: TrainConfig) -> list[np.ndarray]:
+    """The paper's weight maps (Eq. 2), precomputed per image as in the paper (Sec. 3).
+
+    ``w_c`` balances the class frequencies of the whole training set (the paper: "the weight
+    map to balance the class frequencies"), not of each image.
+    """
+    labels = [instance_labels(e, cfg) for e in examples]
+    class_weights = balanced_class_weights(labels)
+    return [weight_map(lab, w0=cfg.w0, sigma=cfg.wmap_sigma, class_weights=class_weights)
+            for lab in labels]
 
 
 # -- model, optimiser -------------------------------------------------------------------------
@@ -233,7 +241,7 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example]) ->
         aug_kwargs = {"sigma": cfg.elastic_sigma, "grid": cfg.elastic_grid}
     transform = make_augmentation(cfg.augmentation, **aug_kwargs)
     weights = (
-        [loss_weight_map(e, cfg) for e in examples] if cfg.loss == "weighted_ce" else None
+        loss_weight_maps(examples, cfg) if cfg.loss == "weighted_ce" else None
     )
     return PatchSampler(
         [e.image for e in examples],
