@@ -1,0 +1,119 @@
+"""Does the patch sampler keep up with the model? Patches per second, sampler vs training step.
+
+    UNET_DATA_DIR=../shared/data python benchmarks/sampler_speed.py
+
+For each profile (default: ``cpu`` and ``paper``), builds the profile's sampler on DRIVE's
+training images, with the profile's augmentation, and measures how many patches per second it
+produces (single process, as training uses it) and how many patches per second one training
+step of the profile's model consumes (forward, loss, backward, optimizer step, with the
+profile's precision). The ratio must be at least 5 at the default settings.
+
+Writes ``benchmarks/results/sampler_speed.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unet_core.config import PROFILES, TrainConfig
+from unet_core.losses import make_loss
+from unet_core.train import build_model, build_optimizer, build_sampler, load_data
+
+REQUIRED_RATIO = 5.0
+
+
+def time_sampler(sampler, batch_size: int, seconds: float) -> float:
+    """Patches per second (median over batches)."""
+    sampler.sample(batch_size)  # warm-up (imports, caches)
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 5:
+        t0 = time.perf_counter()
+        sampler.sample(batch_size)
+        times.append(time.perf_counter() - t0)
+    return batch_size / float(np.median(times))
+
+
+def time_model(cfg: TrainConfig, model, sampler, steps: int) -> float:
+    """Patches per second consumed by training steps (median over steps, data excluded)."""
+    opt = build_optimizer(cfg, model)
+    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
+    batch = sampler.sample(cfg.batch_size)
+    x = batch.image
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    for i in range(steps + 2):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(x)
+        loss = loss_fn(logits.float(), batch.target, mask=batch.valid, weight_map=batch.weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return cfg.batch_size / float(np.median(times))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profiles", nargs="+", default=["cpu", "paper"],
+                        choices=sorted(PROFILES))
+    parser.add_argument("--seconds", type=float, default=5.0, help="sampler timing per profile")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per profile")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sampler_speed"))
+    args = parser.parse_args()
+
+    rows = []
+    for profile in args.profiles:
+        cfg = TrainConfig.from_profile(profile, dataset="drive")
+        data = load_data(cfg)
+        model = build_model(cfg, data.in_channels)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        t0 = time.perf_counter()
+        sampler = build_sampler(cfg, model, data.train)
+        build_s = time.perf_counter() - t0
+        produce = time_sampler(sampler, cfg.batch_size, args.seconds)
+        consume = time_model(cfg, model, sampler, args.steps)
+        row = {
+            "profile": profile, "synthetic": data.synthetic, "augmentation": cfg.augmentation,
+            "patch": f"{cfg.patch_size} -> {model.output_size(cfg.patch_size)}",
+            "batch_size": cfg.batch_size, "sampler_build_s": round(build_s, 2),
+            "sampler_patches_per_s": round(produce, 1),
+            "model_patches_per_s": round(consume, 2), "ratio": round(produce / consume, 1),
+            "required": REQUIRED_RATIO,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+              "torch_threads": torch.get_num_threads(), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(args.out.with_suffix(".json"))
+    lines = [
+        f"# Sampler vs model ({report['date']}, {report['torch_threads']} torch threads)", "",
+        "| profile | data | augmentation | patch | batch | sampler patches/s | "
+        "model patches/s | ratio (>= 5) |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+        *(f"| {r['profile']} | {'synthetic' if r['synthetic'] else 'DRIVE'} | "
+          f"{r['augmentation']} | {r['patch']} | {r['batch_size']} | "
+          f"{r['sampler_patches_per_s']} | {r['model_patches_per_s']} | {r['ratio']} |"
+          for r in rows),
+    ]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all(r["ratio"] >= REQUIRED_RATIO for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
