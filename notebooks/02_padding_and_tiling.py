@@ -464,8 +464,8 @@ valid_cost = len(plans[572][0].starts) * len(plans[572][1].starts) * 572**2 / (H
 rows.append(["valid, 572", "(margin 92)", 4, f"{valid_cost:.1f}",
              f"{(tiled[572] - reference).abs().max():.0e}", "0", "0"])
 display(Markdown(markdown_table(
-    ["tile", "overlap", "tiles", "pixels computed / image pixels", "max |logit error|",
-     "mean |logit error|", "max |probability error|"], rows)))
+    ["tile", "overlap", "tiles", "pixels computed / image pixels", "max abs. logit error",
+     "mean abs. logit error", "max abs. probability error"], rows)))
 err_abut = (same_tiled[128, 0] - same_ref).abs()
 err_blend = (same_tiled[128, 64] - same_ref).abs()
 assert err_blend.mean() < err_abut.mean()  # blending helps ...
