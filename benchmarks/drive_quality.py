@@ -41,6 +41,7 @@ from unet_core.train import (
     load_data,
     predict_probability,
     train,
+    train_step,
 )
 
 BAR = {"auc_roc": 0.981, "f1": 0.825, "minutes": 30.0}
@@ -67,16 +68,7 @@ def calibrate(cfg: TrainConfig, steps: int = 12) -> float:
     times = []
     for i in range(steps):
         t0 = time.perf_counter()
-        batch = sampler.sample(cfg.batch_size)
-        x = batch.image
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(x)
-        loss = loss_fn(logits.float(), batch.target, mask=batch.valid, weight_map=batch.weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, sampler.sample(cfg.batch_size), loss_fn, opt, cfg, torch.device("cpu"))
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return float(np.median(times))

@@ -24,7 +24,7 @@ import torch
 
 from unet_core.config import PROFILES, TrainConfig
 from unet_core.losses import make_loss
-from unet_core.train import build_model, build_optimizer, build_sampler, load_data
+from unet_core.train import build_model, build_optimizer, build_sampler, load_data, train_step
 
 REQUIRED_RATIO = 5.0
 
@@ -45,18 +45,10 @@ def time_model(cfg: TrainConfig, model, sampler, steps: int) -> float:
     opt = build_optimizer(cfg, model)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
     batch = sampler.sample(cfg.batch_size)
-    x = batch.image
-    if cfg.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(x)
-        loss = loss_fn(logits.float(), batch.target, mask=batch.valid, weight_map=batch.weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, batch, loss_fn, opt, cfg, torch.device("cpu"))
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return cfg.batch_size / float(np.median(times))

@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from unet_core.validation import check_choice
+
 DATASETS: tuple[str, ...] = ("drive", "isbi2012")
 PADDINGS: tuple[str, ...] = ("valid", "same")
 LOSSES: tuple[str, ...] = ("weighted_ce", "bce", "dice", "bce_dice")
@@ -106,11 +108,7 @@ class TrainConfig:
             ("tta", ("none", "flips", "d4")),
             ("profile", tuple(PROFILES)),
         ):
-            value = getattr(self, name)
-            if value not in choices:
-                raise ValueError(
-                    f"{name}={value!r} is not valid; expected one of {', '.join(choices)}"
-                )
+            check_choice(name, getattr(self, name), choices)
         for name in ("base_channels", "patch_size", "batch_size", "steps", "eval_tile"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

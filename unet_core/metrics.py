@@ -97,6 +97,8 @@ from skimage.measure import label as _label_components
 from skimage.metrics import contingency_table
 from skimage.metrics import variation_of_information as _skimage_vi
 
+from unet_core.validation import check_choice as _check_choice
+
 ImageInput = np.ndarray | Sequence[np.ndarray]
 Polarity = Literal["membrane", "interior"]
 BoundaryMode = Literal["singletons", "segment"]
@@ -108,10 +110,6 @@ METRIC_NAMES: tuple[str, ...] = (
     "auc_roc", "auc_pr", "f1", "iou", "accuracy", "sensitivity", "specificity", "precision",
 )
 
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(choices)}")
 
 
 # -- input handling ----------------------------------------------------------------------------

@@ -37,13 +37,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from unet_core.validation import check_choice as _check_choice
+
 Padding = Literal["valid", "same"]
 PADDINGS: tuple[str, ...] = ("valid", "same")
 
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(choices)}")
 
 
 class DoubleConv(nn.Sequential):

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from unet_core.augment import make_augmentation
 from unet_core.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from unet_core.config import TrainConfig
-from unet_core.data import PatchSampler, resolve_dataset
+from unet_core.data import PatchBatch, PatchSampler, resolve_dataset
 from unet_core.losses import foreground_probability, make_loss
 from unet_core.metrics import (
     best_threshold,
@@ -256,6 +256,34 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example]) ->
     )
 
 
+def train_step(
+    model: UNet,
+    batch: PatchBatch,
+    loss_fn: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """One optimisation step on a batch of patches; returns the (detached) loss.
+
+    Runs the forward pass under bf16 autocast and in channels-last layout when the config asks
+    for them; the loss is computed in fp32. When the loss is not finite, no step is taken.
+    """
+    x = batch.image.to(device)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        logits = model(x)  # (N, K, H_out, W_out)
+    weight = None if batch.weight is None else batch.weight.to(device)
+    loss = loss_fn(logits.float(), batch.target.to(device), mask=batch.valid.to(device),
+                   weight_map=weight)
+    if torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
+
+
 # -- evaluation -------------------------------------------------------------------------------
 def predict_probability(model: UNet, image: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     """Foreground probability ``(H, W)`` of a prepared ``(H, W, C)`` image (overlap-tile)."""
@@ -382,7 +410,6 @@ def train(
     scheduler = build_scheduler(cfg, optimizer)
     sampler = build_sampler(cfg, model, data.train)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.bf16}
 
     step, minutes, history, resumed_from = 0, 0.0, [], None
     ckpt_path = run_dir / CHECKPOINT
@@ -427,15 +454,7 @@ def train(
             stopped_by = "time"
             break
         t0 = time.perf_counter()
-        batch = sampler.sample(cfg.batch_size)
-        x = batch.image.to(device)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(**autocast):
-            logits = model(x)
-        weight = None if batch.weight is None else batch.weight.to(device)
-        loss = loss_fn(logits.float(), batch.target.to(device), mask=batch.valid.to(device),
-                       weight_map=weight)
+        loss = train_step(model, sampler.sample(cfg.batch_size), loss_fn, optimizer, cfg, device)
         if not torch.isfinite(loss):
             bar.close()
             last = f"{ckpt_path} (step {history[-1]['step']:.0f})" if history else "none yet"
@@ -443,9 +462,6 @@ def train(
                 f"loss became {loss.item()} at step {step + 1} of run {run_dir}; stopped. "
                 f"Last good checkpoint: {last}. Try a lower lr (now {cfg.lr}) or bf16=False."
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         scheduler.step()
         step += 1
         minutes += (time.perf_counter() - t0) / 60.0

@@ -27,7 +27,7 @@ import numpy as np
 
 from unet_core.data.errors import DataError
 from unet_core.data.imageio import check_mask_shape, list_files, read_mask, read_rgb
-from unet_core.data.paths import _check_choice
+from unet_core.validation import check_choice as _check_choice
 
 DRIVE_SPLITS: tuple[str, ...] = ("training", "test")
 

@@ -37,7 +37,7 @@ from unet_core.data.imageio import (
     read_mask,
     read_tiff_stack,
 )
-from unet_core.data.paths import _check_choice
+from unet_core.validation import check_choice as _check_choice
 
 ISBI_SPLITS: tuple[str, ...] = ("train", "test")
 ISBI_LAYOUTS: tuple[str, ...] = ("auto", "png", "tiff")

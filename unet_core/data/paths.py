@@ -17,8 +17,3 @@ def data_dir() -> Path:
     """
     return Path(os.environ.get(DATA_DIR_ENV, "./data"))
 
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` naming the valid choices when ``value`` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(choices)}")

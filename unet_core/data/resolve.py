@@ -25,9 +25,10 @@ from typing import Any
 from unet_core.data.drive import DriveSample, load_drive
 from unet_core.data.errors import DataError
 from unet_core.data.isbi2012 import IsbiSample, load_isbi2012
-from unet_core.data.paths import DATA_DIR_ENV, _check_choice, data_dir
+from unet_core.data.paths import DATA_DIR_ENV, data_dir
 from unet_core.data.synthetic_drive import write_synthetic_drive
 from unet_core.data.synthetic_isbi import write_synthetic_isbi2012
+from unet_core.validation import check_choice as _check_choice
 
 DATASETS: tuple[str, ...] = ("drive", "isbi2012")
 FOLDERS: dict[str, str] = {"drive": "DRIVE", "isbi2012": "isbi2012"}

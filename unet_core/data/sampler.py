@@ -40,7 +40,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
-from unet_core.data.paths import _check_choice
+from unet_core.validation import check_choice as _check_choice
 
 Transform = Callable[..., tuple[np.ndarray, ...]]
 BORDERS: tuple[str, ...] = ("inside", "overhang")
