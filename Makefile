@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export UNET_DATA_DIR ?= $(CURDIR)/data
 export UNET_RUNS_DIR ?= $(CURDIR)/runs
 
-.PHONY: help venv test unit nbtest lint book book-strict sync bench clean
+.PHONY: help venv test unit nbtest lint book-cache book book-strict site-test sync bench clean
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -22,15 +22,15 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)   ## create .venv and install the pinned dependencies and unet_core
 
-test: $(STAMP)   ## the whole suite: ruff, pytest unit tests and nbval on every notebook
+test: $(STAMP)   ## the whole suite: ruff, pytest, nbval on every notebook (smoke profile)
 	$(BIN)/ruff check unet_core tests benchmarks notebooks
-	$(BIN)/python -m pytest tests notebooks --nbval-lax
+	UNET_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=tests/site
 
 unit: $(STAMP)   ## pytest unit tests only (fast)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --ignore=tests/site
 
-nbtest: $(STAMP) ## nbval on the notebooks only
-	$(BIN)/python -m pytest notebooks --nbval-lax
+nbtest: $(STAMP) ## nbval on the notebooks only (smoke profile: seconds of training each)
+	UNET_PROFILE=smoke $(BIN)/python -m pytest notebooks --nbval-lax
 
 lint: $(STAMP)   ## ruff
 	$(BIN)/ruff check unet_core tests benchmarks notebooks
@@ -38,11 +38,22 @@ lint: $(STAMP)   ## ruff
 sync: $(STAMP)   ## re-pair every notebook with its py:percent twin (text is the source of truth)
 	$(BIN)/jupytext --sync notebooks/*.py
 
-book: $(STAMP)   ## execute the notebooks and build the HTML book into _build/html
+# The execution cache is keyed by notebook text only: drop it when the profile or the data
+# directory changed since the last build, so a smoke build never serves a real one.
+BOOK_KEY := $(or $(UNET_PROFILE),cpu) $(UNET_DATA_DIR)
+book-cache:
+	@mkdir -p _build
+	@[ "$$(cat _build/.book-key 2>/dev/null)" = "$(BOOK_KEY)" ] || \
+	  { rm -rf _build/.jupyter_cache; echo "$(BOOK_KEY)" > _build/.book-key; }
+
+book: $(STAMP) book-cache ## execute the notebooks and build the HTML book into _build/html
 	$(BIN)/jupyter-book build . --builder html
 
-book-strict: $(STAMP) ## as `book`, warnings are errors and a failing cell fails the build (CI)
+book-strict: $(STAMP) book-cache ## as `book`; warnings are errors, a failing cell fails (CI)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+
+site-test: $(STAMP) ## open the built book in headless Chromium: images, errors, navigation
+	$(BIN)/python -m pytest tests/site -v
 
 bench: $(STAMP)  ## throughput benchmark: writes benchmarks/results/throughput.json
 	$(BIN)/python benchmarks/throughput.py

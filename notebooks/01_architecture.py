@@ -14,6 +14,7 @@
 # ---
 
 # %% [markdown]
+# (chap-architecture)=
 # # The architecture
 #
 # Section 2 of {cite:t}`ronneberger2015unet` describes the network in a single paragraph and one

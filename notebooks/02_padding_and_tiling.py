@@ -14,6 +14,7 @@
 # ---
 
 # %% [markdown]
+# (chap-padding)=
 # # Padding and the overlap-tile strategy
 #
 # > The network does not have any fully connected layers and only uses the valid part of each

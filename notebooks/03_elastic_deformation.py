@@ -14,6 +14,7 @@
 # ---
 
 # %% [markdown]
+# (chap-elastic)=
 # # Elastic deformation
 #
 # > Data augmentation is essential to teach the network the desired invariance and robustness

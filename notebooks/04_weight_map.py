@@ -14,6 +14,7 @@
 # ---
 
 # %% [markdown]
+# (chap-weight-map)=
 # # The loss and its weight map
 #
 # > We pre-compute the weight map for each ground truth segmentation to compensate the

@@ -1,11 +1,25 @@
-"""Shared test settings: deterministic torch seed for every test (NumPy code takes Generators)."""
+"""Shared test settings: deterministic torch seed for every test (NumPy code takes Generators),
+and a tiny synthetic data directory."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def small_data_root(tmp_path_factory) -> Path:
+    """A tiny synthetic DRIVE (3 train, 2 test, 72x68) and ISBI 2012 (8 slices of 64x64)."""
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
+    write_synthetic_isbi2012(root / "isbi2012", n_train=8, n_test=1, size=64, seed=1, scale=0.5)
+    return root

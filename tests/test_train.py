@@ -11,16 +11,12 @@ import pytest
 import torch
 
 from unet_core.config import TrainConfig
-from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012
 from unet_core.train import TrainingDiverged, load_model, predict_probability, train
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
-    write_synthetic_isbi2012(root / "isbi2012", n_train=8, n_test=1, size=64, seed=1, scale=0.5)
-    return root
+@pytest.fixture
+def data_root(small_data_root) -> Path:
+    return small_data_root
 
 
 def smoke(**overrides) -> TrainConfig:
@@ -116,10 +112,17 @@ def test_time_budget_stops_early(tmp_path, data_root):
     assert (tmp_path / "r" / "model.pt").exists()
 
 
+def test_tuned_threshold_is_stored_with_the_model(tmp_path, data_root):
+    result = run(smoke(tune_threshold=True), tmp_path / "r", data_root)
+    _, _, threshold = load_model(tmp_path / "r" / "model.pt")
+    assert threshold == result.metrics["test"]["threshold"]
+    assert result.metrics["val"]["threshold"] == threshold
+
+
 def test_model_file_round_trip(tmp_path, data_root):
-    run(smoke(), tmp_path / "r", data_root)
+    run(smoke(tune_threshold=False), tmp_path / "r", data_root)
     model, cfg, threshold = load_model(tmp_path / "r" / "model.pt")
-    assert cfg == smoke() and threshold == pytest.approx(0.5)
+    assert cfg == smoke(tune_threshold=False) and threshold == pytest.approx(0.5)
     prob = predict_probability(model, np.random.default_rng(0).random((50, 41, 3),
                                                                       dtype=np.float32), cfg)
     assert prob.shape == (50, 41) and prob.min() >= 0 and prob.max() <= 1

@@ -7,7 +7,8 @@ A run lives in ``runs/<name>/``:
 * ``checkpoint.pt``: model, optimizer, scheduler, step, history and every RNG state, written
   atomically at every validation pass (``weights_only`` loadable);
 * ``model.pt``: the final weights with the config and the chosen threshold (for ``predict``);
-* ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI).
+* ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI);
+* ``curves.png``: loss and validation metrics against minutes of training.
 
 A run killed at any point and started again with the same config continues from its last
 checkpoint and ends with the same weights as an uninterrupted run with the same seed (the
@@ -507,6 +508,9 @@ def train(
     if data.val:
         metrics["val"] = evaluate(model, data.val, cfg, threshold, val_probs)
     _write_text_atomic(run_dir / "metrics.json", json.dumps(_finite(metrics), indent=1) + "\n")
+    from unet_core.results import save_run_figures  # here: results imports this module
+
+    save_run_figures(run_dir, history)
     save_checkpoint(run_dir / MODEL, {
         "model": model.state_dict(), "config": cfg.to_dict(), "in_channels": data.in_channels,
         "threshold": threshold, "format": 1,

@@ -1,0 +1,162 @@
+"""The built book, opened in headless Chromium: every page, its images, no errors, navigation.
+
+Run after the book is built (``make book`` or ``make book-strict``)::
+
+    make site-test
+
+It serves ``_build/html`` on localhost, opens every page of ``_toc.yml`` in Debian's
+Chromium through ChromeDriver (``/usr/bin/chromium``, ``/usr/bin/chromedriver``; ``.ci/run``
+installs them), and saves a screenshot of each page under ``_build/screenshots/``. Without
+a built site or a browser the tests are skipped, unless ``UNET_REQUIRE_SITE_TEST=1`` (CI),
+which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = Path(os.environ.get("UNET_SITE_DIR", ROOT / "_build" / "html"))  # the built book
+SHOTS = SITE.parent / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+REQUIRED = os.environ.get("UNET_REQUIRE_SITE_TEST") == "1"
+
+
+def _toc_pages() -> list[str]:
+    """Docnames in reading order, from ``_toc.yml``."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [chapter["file"] for chapter in part["chapters"]]
+    return pages
+
+
+PAGES = _toc_pages()
+
+
+def _captioned_figures(page: str) -> int:
+    """Code cells of a chapter whose metadata asks for a captioned figure."""
+    source = ROOT / f"{page}.py"
+    if not source.exists():
+        return 0
+    return sum(line.startswith('# %% mystnb={"figure"')
+               for line in source.read_text().splitlines())
+
+
+def _missing() -> str | None:
+    if not (SITE / "index.html").exists():
+        return f"no built site at {SITE}: run `make book` first"
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        if not (Path(tool).exists() or shutil.which(tool)):
+            return f"{tool} not found: install Debian's chromium and chromium-driver"
+    return None
+
+
+@pytest.fixture(scope="module")
+def site_url() -> Iterator[str]:
+    reason = _missing()
+    if reason:
+        if REQUIRED:
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(SITE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(site_url: str):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _open(browser, url: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _url(site_url: str, page: str) -> str:
+    return f"{site_url}/{'index' if page == PAGES[0] else page}.html"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_has_its_images_and_no_errors(browser, site_url, page):
+    _open(browser, _url(site_url, page))
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete,"
+        " i.naturalWidth]);")
+    broken = [src for src, complete, width in images if not complete or width == 0]
+    assert not broken, f"{page}: images that did not load: {broken}"
+    figures = [src for src, _, _ in images if "/_images/" in src]
+    expected = _captioned_figures(page)
+    assert len(figures) >= expected, (
+        f"{page}: {len(figures)} rendered figures, its source has {expected} figure cells")
+    text = browser.execute_script("return document.body.innerText;")
+    for marker in ("Traceback (most recent call last)", "Loading widget"):
+        assert marker not in text, f"{page}: shows {marker!r}"
+    errors = browser.execute_script(
+        "return document.querySelectorAll('.output.traceback, .output.error').length;")
+    assert errors == 0, f"{page}: {errors} error outputs"
+    title = browser.execute_script("return document.querySelector('h1').innerText;")
+    assert title.strip(), f"{page}: no title"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / f"{page.replace('/', '__')}.png"))
+
+
+def test_next_links_walk_the_table_of_contents(browser, site_url):
+    """Following "next" from the start page visits every page in the toc's order."""
+    from selenium.webdriver.common.by import By
+
+    _open(browser, _url(site_url, PAGES[0]))
+    visited = [PAGES[0]]
+    for _ in range(len(PAGES) + 2):
+        links = browser.find_elements(By.CSS_SELECTOR, "a.right-next")
+        if not links:
+            break
+        browser.execute_script("arguments[0].click();", links[0])
+        _open(browser, browser.current_url)
+        path = browser.current_url.split(site_url + "/", 1)[1].split("#")[0]
+        visited.append(path.removesuffix(".html"))
+    assert visited == PAGES
+
+
+def test_sidebar_links_every_chapter(browser, site_url):
+    _open(browser, _url(site_url, PAGES[0]))
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.bd-sidebar-primary a.reference.internal'))"
+        ".map(a => a.href);")  # absolute URLs
+    linked = {h.split("#")[0].removeprefix(site_url + "/").removesuffix(".html") for h in hrefs}
+    missing = [p for p in PAGES[1:] if p not in linked]
+    assert not missing, f"sidebar lacks {missing} (has {sorted(linked)})"

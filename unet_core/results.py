@@ -1,0 +1,289 @@
+"""Figure data and figures for the training and results chapters (DRIVE and ISBI 2012).
+
+Figure data (pure functions, tested on their values):
+
+* :func:`run_probabilities`: a run's foreground probabilities on its test split, computed
+  once with the run's own inference settings and cached in the run directory.
+* :func:`error_overlay`: true positives, false positives and false negatives in three colours.
+* :func:`observer_metrics`: the second DRIVE observer scored against the first.
+* :func:`rank_images`: per-image scores sorted, for best and worst images.
+* :func:`quoted_row` and :func:`run_row`: table rows that say where each number comes from.
+
+Figures (matplotlib; they draw what they are given):
+
+* :func:`plot_history`: training loss and validation metrics against minutes of training.
+* :func:`plot_roc_pr`: ROC and precision-recall curves of several runs, with the second
+  observer as a point.
+* :func:`plot_predictions`: image, ground truth, probability and errors for chosen images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from unet_core.metrics import SegmentationMetrics, pr_curve, roc_curve, segmentation_metrics
+from unet_core.train import MODEL, Example, RunResult, load_data, load_model, predict_probability
+
+#: Colours of :func:`error_overlay` (RGB, 0-255).
+COLOURS = {
+    "tp": (255, 255, 255),  # vessel found: white
+    "fp": (230, 40, 40),  # predicted, not in the ground truth: red
+    "fn": (40, 140, 255),  # missed: blue
+    "tn": (0, 0, 0),
+    "outside": (60, 60, 60),  # outside the field of view
+}
+PROBS_FILE = "test_probabilities.npz"
+
+
+def run_probabilities(
+    run: RunResult, examples: Sequence[Example] | None = None
+) -> list[np.ndarray]:
+    """Foreground probabilities of ``run``'s final model on its test split (cached).
+
+    The first call predicts every test image with the run's overlap-tile and TTA settings and
+    stores them (float16) in ``<run>/test_probabilities.npz``; later calls read that file. The
+    cache is keyed by the image names and is recomputed if they differ.
+    """
+    path = Path(run.run_dir) / PROBS_FILE
+    if examples is None:
+        examples = load_data(run.config).test
+    names = [e.name for e in examples]
+    if path.exists():
+        with np.load(path) as z:
+            if list(z["names"]) == names:
+                return [z[f"p{i}"].astype(np.float32) for i in range(len(names))]
+    model, cfg, _ = load_model(Path(run.run_dir) / MODEL)
+    probs = [predict_probability(model, e.image, cfg) for e in examples]
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, names=np.array(names),
+                        **{f"p{i}": p.astype(np.float16) for i, p in enumerate(probs)})
+    tmp.replace(path)
+    return probs
+
+
+def error_overlay(
+    prob: np.ndarray, target: np.ndarray, fov: np.ndarray | None = None, threshold: float = 0.5
+) -> np.ndarray:
+    """``(H, W, 3)`` uint8 picture of the errors at ``threshold``: TP white, FP red, FN blue,
+    TN black, outside the FOV grey (:data:`COLOURS`)."""
+    prob, target = np.asarray(prob), np.asarray(target).astype(bool)
+    if prob.shape != target.shape:
+        raise ValueError(f"prob {prob.shape} and target {target.shape} must have the same shape")
+    pred = prob >= threshold
+    out = np.zeros((*prob.shape, 3), np.uint8)
+    for name, where in (("tp", pred & target), ("fp", pred & ~target), ("fn", ~pred & target)):
+        out[where] = COLOURS[name]
+    if fov is not None:
+        fov = np.asarray(fov).astype(bool)
+        if fov.shape != prob.shape:
+            raise ValueError(f"fov {fov.shape} must have the shape of prob {prob.shape}")
+        out[~fov] = COLOURS["outside"]
+    return out
+
+
+def observer_metrics(examples: Sequence[Example]) -> SegmentationMetrics:
+    """The second observer (``test/2nd_manual``) scored against the first inside the FOV.
+
+    A binary annotation has no ranking, so its AUC-ROC is the single-point value
+    ``(sensitivity + specificity) / 2``; quote its F1, sensitivity and specificity instead.
+    """
+    missing = [e.name for e in examples if e.second_observer is None]
+    if missing:
+        raise ValueError(f"no second observer for {', '.join(missing)}")
+    return segmentation_metrics([e.second_observer.astype(np.float32) for e in examples],
+                                [e.target for e in examples], [e.fov for e in examples],
+                                threshold=0.5)
+
+
+def rank_images(names: Sequence[str], per_image: Sequence[Mapping[str, float]],
+                key: str = "f1") -> list[tuple[str, float]]:
+    """``(name, score)`` sorted from best to worst by ``key``."""
+    if len(names) != len(per_image):
+        raise ValueError(f"{len(names)} names for {len(per_image)} per-image scores")
+    return sorted(((n, float(m[key])) for n, m in zip(names, per_image, strict=True)),
+                  key=lambda t: -t[1])
+
+
+TABLE_HEADER = ("source", "model and conditions", "AUC-ROC", "F1", "Se", "Sp", "Acc")
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.4f}"
+
+
+def run_row(label: str, conditions: str, pooled: Mapping[str, float]) -> list[str]:
+    """A table row for a number measured here."""
+    return [f"measured: {label}", conditions,
+            *(_fmt(pooled.get(k)) for k in ("auc_roc", "f1", "sensitivity", "specificity",
+                                            "accuracy"))]
+
+
+def quoted_row(who: str, conditions: str, **values: float) -> list[str]:
+    """A table row for a number quoted from someone else, marked as such."""
+    return [f"quoted: {who}", conditions,
+            *(_fmt(values.get(k)) for k in ("auc_roc", "f1", "sensitivity", "specificity",
+                                            "accuracy"))]
+
+
+# -- figures ------------------------------------------------------------------------------------
+def save_run_figures(run_dir: str | Path, history: Sequence[Mapping[str, float]]) -> list[Path]:
+    """Write the run's figures (``curves.png``: loss and validation metrics) into its directory."""
+    if not history:
+        return []
+    path = Path(run_dir) / "curves.png"
+    fig = plot_history(history, title=Path(run_dir).name)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return [path]
+
+
+def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
+    """Training loss and validation AUC / F1 against minutes of training."""
+    if not history:
+        raise ValueError("history is empty: the run has no validation pass yet")
+    minutes = [h["minutes"] for h in history]
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax_loss.plot(minutes, [h["loss"] for h in history], "o-", color="C0")
+    ax_loss.set(xlabel="minutes of training", ylabel="mean training loss", yscale="log",
+                title="training loss")
+    for key, label, colour in (("val_auc_roc", "AUC-ROC", "C1"), ("val_f1", "F1", "C2")):
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            ax_val.plot(minutes, [np.nan if v is None else v for v in values], "o-",
+                        color=colour, label=label)
+    ax_val.set(xlabel="minutes of training", title="validation images")
+    if ax_val.lines:
+        ax_val.legend()
+    else:
+        ax_val.text(0.5, 0.5, "no validation images", ha="center", transform=ax_val.transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_pr(
+    curves: Mapping[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray],
+                               Sequence[np.ndarray] | None]],
+    observer: SegmentationMetrics | None = None,
+    max_points: int = 400,
+) -> Figure:
+    """ROC and PR curves (pooled inside the FOV) for each ``label: (probs, targets, fovs)``."""
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.4))
+    for label, (probs, targets, fovs) in curves.items():
+        fpr, tpr, _ = roc_curve(probs, targets, fovs, max_points=max_points)
+        precision, recall, _ = pr_curve(probs, targets, fovs, max_points=max_points)
+        ax_roc.plot(fpr, tpr, label=label)
+        ax_pr.plot(recall, precision, label=label)
+    if observer is not None:
+        precision = observer.f1 * observer.sensitivity / (2 * observer.sensitivity - observer.f1)
+        ax_roc.plot(1 - observer.specificity, observer.sensitivity, "k*", ms=11,
+                    label="2nd observer")
+        ax_pr.plot(observer.sensitivity, precision, "k*", ms=11, label="2nd observer")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate (sensitivity)",
+               title="ROC (inset: FPR < 0.2)", xlim=(0, 1), ylim=(0, 1))
+    inset = ax_roc.inset_axes([0.45, 0.1, 0.5, 0.5])
+    for line in ax_roc.lines:
+        inset.plot(*line.get_data(), color=line.get_color(), marker=line.get_marker(),
+                   linestyle=line.get_linestyle(), ms=line.get_markersize())
+    inset.set(xlim=(0, 0.2), ylim=(0.6, 1.0))
+    inset.tick_params(labelsize=7)
+    ax_pr.set(xlabel="recall (sensitivity)", ylabel="precision", title="precision-recall",
+              xlim=(0, 1), ylim=(0, 1))
+    ax_pr.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_predictions(
+    examples: Sequence[Example], probs: Sequence[np.ndarray], threshold: float,
+    titles: Sequence[str] | None = None, crop: tuple[slice, slice] | None = None,
+) -> Figure:
+    """One row per image: input, ground truth, probability, errors (TP/FP/FN) at ``threshold``."""
+    if len(examples) != len(probs):
+        raise ValueError(f"{len(examples)} examples for {len(probs)} probability maps")
+    crop = crop or (slice(None), slice(None))
+    n = len(examples)
+    fig, axes = plt.subplots(n, 4, figsize=(13, 3.4 * n), squeeze=False)
+    for row, (e, p) in enumerate(zip(examples, probs, strict=True)):
+        image = e.image[..., 0] if e.image.shape[2] == 1 else e.image
+        panels: list[tuple[Any, dict[str, Any], str]] = [
+            (image, {"cmap": "gray"}, "input"),
+            (e.target, {"cmap": "gray"}, "ground truth"),
+            (p, {"cmap": "magma", "vmin": 0, "vmax": 1}, "probability"),
+            (error_overlay(p, e.target, e.fov, threshold), {},
+             f"errors at {threshold:.2f}: TP white, FP red, FN blue"),
+        ]
+        for ax, (data, kw, name) in zip(axes[row], panels, strict=True):
+            ax.imshow(np.asarray(data)[crop], **kw)
+            label = titles[row] if titles else e.name
+            ax.set_title(f"{label}: {name}" if name == "input" else name, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def describe_config(cfg: Any, fields: Sequence[str] = (
+        "base_channels", "depth", "padding", "batch_norm", "loss", "augmentation", "optimizer",
+        "lr", "patch_size", "batch_size", "bf16")) -> str:
+    """A one-line summary of the fields that matter for a table row."""
+    return ", ".join(f"{f}={getattr(cfg, f)}" for f in fields)
+
+
+def benchmark_results(prefix: str, root: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every ``benchmarks/results/<prefix>*.json`` of this checkout, by file stem."""
+    base = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    folder = base / "benchmarks" / "results"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob(f"{prefix}*.json"))}
+
+
+def benchmark_result(name: str, root: str | Path | None = None) -> dict[str, Any] | None:
+    """``benchmarks/results/<name>.json`` of this checkout (measured by a benchmark script),
+    or ``None`` when it has not been produced."""
+    base = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    path = base / "benchmarks" / "results" / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def plot_segments(
+    examples: Sequence[Example], probs: Sequence[np.ndarray], threshold: float = 0.5,
+    crop: tuple[slice, slice] | None = None,
+) -> Figure:
+    """ISBI 2012: per slice, the cells of the ground truth and of the prediction (connected
+    components of the interior, 4-neighbourhood, as the challenge's evaluation), and the
+    membrane probability. A merged pair of cells shows as one colour across a membrane."""
+    from unet_core.metrics import segment_labels
+    from unet_core.weight_plots import instance_colours
+
+    if len(examples) != len(probs):
+        raise ValueError(f"{len(examples)} examples for {len(probs)} probability maps")
+    crop = crop or (slice(None), slice(None))
+    fig, axes = plt.subplots(len(examples), 3, figsize=(12, 4.1 * len(examples)), squeeze=False)
+    for row, (e, p) in enumerate(zip(examples, probs, strict=True)):
+        gray = e.image[..., 0]
+        truth = segment_labels(e.target.astype(np.float32))
+        pred = segment_labels(np.asarray(p, np.float32), threshold=threshold)
+        panels = [
+            (instance_colours(truth[crop], gray[crop]), {},
+             f"{e.name}: true cells ({truth.max()})"),
+            (instance_colours(pred[crop], gray[crop]), {}, f"predicted cells ({pred.max()})"),
+            (np.asarray(p)[crop], {"cmap": "magma", "vmin": 0, "vmax": 1},
+             "membrane probability"),
+        ]
+        for ax, (data, kw, title) in zip(axes[row], panels, strict=True):
+            ax.imshow(data, **kw)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
