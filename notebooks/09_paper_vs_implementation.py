@@ -40,6 +40,8 @@ from unet_core.experiments import (
     notebook_config,
     run_ablations,
 )
+from unet_core.model import UNet, count_parameters
+from unet_core.results import benchmark_result
 from unet_core.summary import markdown_table
 
 cfg = notebook_config({})
@@ -59,6 +61,17 @@ def effect(label: str) -> str:
             f"AUC {got['auc_roc']:.4f} vs {ref['auc_roc']:.4f}")
 
 
+paper_params = count_parameters(UNet(1, 2, paper.base_channels, paper.depth, paper.padding))
+ours_params = count_parameters(UNet(3, 1, cfg.base_channels, cfg.depth, cfg.padding,
+                                    batch_norm=cfg.batch_norm))
+throughput = benchmark_result("throughput")
+speedup = "benchmarks/results/throughput.json not produced in this checkout"
+if throughput is not None:
+    best = {(r["width"], r["padding"], r["phase"]): r["speedup_vs_fp32"]
+            for r in throughput["speedups_vs_fp32"] if r["mode"] == "bf16+channels_last"}
+    speedup = (f"training throughput x{best[(64, 'same', 'training')]:.2f} at width 64, "
+               f"x{best[(16, 'same', 'training')]:.2f} at width 16 "
+               "(benchmarks/results/throughput.json)")
 isbi = {w0: load_or_train(notebook_config({"w0": w0}, **ISBI_SETTINGS), progress=False,
                           log=lambda _: None).metrics["test"]["isbi"]
         for w0 in (10.0, 0.0)}
@@ -70,8 +83,9 @@ rows = [
     ["padding (Sec. 2)", "unpadded 3x3 convolutions, crop-and-copy; 572 -> 388",
      f"{cfg.padding} padding, overlap tiles blended with a Hann window",
      effect("paper: valid padding with crop-and-copy")],
-    ["width (Fig. 1)", f"{paper.base_channels} channels at the first level (31.0 M parameters)",
-     f"{cfg.base_channels} channels", "throughput: README, benchmarks/throughput.py"],
+    ["width (Fig. 1)", f"{paper.base_channels} channels at the first level "
+     f"({paper_params:,} parameters)", f"{cfg.base_channels} channels ({ours_params:,} "
+     "parameters)", "not ablated for quality; see the throughput row"],
     ["normalisation", "none (2015)", "batch norm after every convolution",
      effect("paper: no batch norm")],
     ["drop-out (Sec. 3.1)", f"at the end of the contracting path (profile: {paper.dropout})",
@@ -94,7 +108,7 @@ rows = [
     ["batch (Sec. 3)", "one 572x572 tile per step", f"{cfg.batch_size} patches of "
      f"{cfg.patch_size}x{cfg.patch_size}", "not ablated"],
     ["precision", "fp32 (Caffe, GPU)", f"bf16 autocast {cfg.bf16}, channels-last "
-     f"{cfg.channels_last} (CPU)", "2.6x training throughput at width 64 (README)"],
+     f"{cfg.channels_last} (CPU)", speedup],
     ["inference (Sec. 2)", "overlap-tile with mirrored context",
      f"the same, plus test-time augmentation '{cfg.tta}'", "chapter 2: tile-size invariance"],
     ["threshold", "arg-max of the two-class softmax (0.5)",
