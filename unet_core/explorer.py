@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from unet_core.metrics import segmentation_metrics
-from unet_core.results import COLOURS, error_overlay
+from unet_core.results import error_overlay
 
 OVERLAYS: tuple[str, ...] = ("image", "probability", "errors", "ground truth",
                              "second observer", "prediction")
@@ -399,7 +399,7 @@ def gallery(case: Case, thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         ax.set_title(text.replace(": F1", ":\nF1"), fontsize=8)
     for ax in axes:
         ax.axis("off")
-    colours = ", ".join(f"{k} {v}" for k, v in COLOURS.items() if k in ("tp", "fp", "fn"))
-    fig.suptitle(f"errors: TP white, FP red, FN blue ({colours})", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.text(0.5, 0.01, "errors: vessel found (TP) white, false alarm (FP) red, missed (FN) "
+             "blue; outside the field of view grey", ha="center", fontsize=9)
     return fig
