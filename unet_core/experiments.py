@@ -34,6 +34,7 @@ from unet_core.train import (
     build_model,
     build_optimizer,
     build_sampler,
+    config_diff,
     default_run_name,
     load_data,
     runs_dir,
@@ -108,12 +109,6 @@ def _read_history(path: Path) -> list[dict[str, float]]:
                 for row in csv.DictReader(f)]
 
 
-def _same(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Iterable[str] = ()) -> bool:
-    skip = {"device", "threads", *ignore}
-    keys = (set(a) | set(b)) - skip
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def finished_run(run_dir: str | Path, cfg: TrainConfig,
                  ignore: Iterable[str] = ()) -> RunResult | None:
     """The finished run in ``run_dir`` if its config equals ``cfg`` (but for ``ignore``).
@@ -126,10 +121,8 @@ def finished_run(run_dir: str | Path, cfg: TrainConfig,
     if not (metrics_path.exists() and (run_dir / MODEL).exists() and config_path.exists()):
         return None
     stored = json.loads(config_path.read_text())
-    if not _same(stored, cfg.to_dict(), ignore):
-        diff = sorted(k for k in set(stored) | set(cfg.to_dict())
-                      if k not in {"device", "threads", *ignore}
-                      and stored.get(k) != cfg.to_dict().get(k))
+    diff = config_diff(stored, cfg.to_dict(), ignore)
+    if diff:
         raise ValueError(
             f"{run_dir} holds a finished run with another config ({', '.join(diff)} differ); "
             "choose another run_name or delete that directory"

@@ -29,7 +29,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,9 +355,10 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     _write_text_atomic(path, buf.getvalue())
 
 
-def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    ignore = {"device", "threads"}
-    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Config fields that differ (device and threads never change a result)."""
+    skip = {"device", "threads", *ignore}
+    return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
 
 
 def load_model(path: str | Path) -> tuple[UNet, TrainConfig, float]:
@@ -416,7 +417,7 @@ def train(
     ckpt_path = run_dir / CHECKPOINT
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        diff = _config_diff(state["config"], cfg.to_dict())
+        diff = config_diff(state["config"], cfg.to_dict())
         if diff:
             raise ValueError(
                 f"{ckpt_path} was written with a different config ({', '.join(diff)} differ); "
