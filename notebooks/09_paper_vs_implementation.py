@@ -72,6 +72,12 @@ if throughput is not None:
     speedup = (f"training throughput x{best[(64, 'same', 'training')]:.2f} at width 64, "
                f"x{best[(16, 'same', 'training')]:.2f} at width 16 "
                "(benchmarks/results/throughput.json)")
+quality = benchmark_result("drive_quality")
+threshold_effect = "benchmarks/results/drive_quality.json has no threshold comparison"
+if quality is not None and quality.get("threshold_rules"):
+    threshold_effect = "quality benchmark, test F1: " + "; ".join(
+        f"{rule.replace('_', ' ')} ({r['n_images']} images, t = {r['threshold']:.3f}) "
+        f"{r['test_f1']:.4f}" for rule, r in quality["threshold_rules"].items())
 isbi = {w0: load_or_train(notebook_config({"w0": w0}, **ISBI_SETTINGS), progress=False,
                           log=lambda _: None).metrics["test"]["isbi"]
         for w0 in (10.0, 0.0)}
@@ -112,7 +118,8 @@ rows = [
     ["inference (Sec. 2)", "overlap-tile with mirrored context",
      f"the same, plus test-time augmentation '{cfg.tta}'", "chapter 2: tile-size invariance"],
     ["threshold", "arg-max of the two-class softmax (0.5)",
-     "maximises F1 on the validation images" if cfg.tune_threshold else "0.5", "not ablated"],
+     f"maximises F1 on the {cfg.threshold_images.replace('_', ' ')} images"
+     if cfg.tune_threshold else f"{cfg.threshold}", threshold_effect],
 ]
 display(Markdown(markdown_table(["choice", "paper", "this project (cpu profile)",
                                  "measured effect (this build)"], rows, align="llll")))

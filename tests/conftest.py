@@ -1,19 +1,31 @@
 """Shared test settings: deterministic torch seed for every test (NumPy code takes Generators),
-and a tiny synthetic data directory."""
+matplotlib without a display (every figure closed after each test), and a tiny synthetic data
+directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
+import matplotlib
 
-from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012
+matplotlib.use("Agg")  # before any test module imports pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
 
 
 @pytest.fixture(scope="session")

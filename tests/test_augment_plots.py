@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.contour import ContourSet
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.contour import ContourSet  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from unet_core.augment import coarse_displacements, displacement_field  # noqa: E402
-from unet_core.augment_plots import (  # noqa: E402
+from unet_core.augment import coarse_displacements, displacement_field
+from unet_core.augment_plots import (
     deformation_statistics,
     displacement_gradient,
     grid_pattern,
@@ -29,12 +25,6 @@ from unet_core.augment_plots import (  # noqa: E402
     plot_jacobian,
     plot_strain_vs_size,
 )
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def linear_field(a: float, b: float, c: float, d: float, shape=(20, 30)) -> np.ndarray:

@@ -45,11 +45,21 @@ def test_misspelt_parameter_gets_a_suggestion_and_the_list():
         ("dropout", 1.5, "dropout"),
         ("threshold", 1.0, "threshold"),
         ("elastic_grid", 1, "elastic_grid"),
+        ("threshold_images", "test", "expected one of training_set, validation"),
     ],
 )
 def test_bad_values(field, value, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig.from_profile("cpu", **{field: value})
+
+
+def test_validation_threshold_needs_validation_images():
+    with pytest.raises(ValueError, match="threshold_images='validation' needs val_images >= 1"):
+        TrainConfig.from_profile("cpu", threshold_images="validation", val_images=0)
+    # Either other rule works without validation images.
+    TrainConfig.from_profile("cpu", threshold_images="training_set", val_images=0)
+    TrainConfig.from_profile("cpu", threshold_images="validation", val_images=0,
+                             tune_threshold=False)
 
 
 def test_key_tracks_results_not_device():

@@ -6,18 +6,14 @@ import io
 import statistics
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from unet_core.config import TrainConfig  # noqa: E402
-from unet_core.data import write_synthetic_drive  # noqa: E402
-from unet_core.experiments import load_or_train  # noqa: E402
-from unet_core.explorer import (  # noqa: E402
+from unet_core.config import TrainConfig
+from unet_core.data import write_synthetic_drive
+from unet_core.experiments import load_or_train
+from unet_core.explorer import (
     OVERLAYS,
     Case,
     MaskExplorer,
@@ -27,14 +23,8 @@ from unet_core.explorer import (  # noqa: E402
     render_panel,
     window,
 )
-from unet_core.metrics import segmentation_metrics  # noqa: E402
-from unet_core.results import COLOURS  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
+from unet_core.metrics import segmentation_metrics
+from unet_core.results import COLOURS
 
 
 def make_case(h: int = 584, w: int = 565, seed: int = 0, observer: bool = True) -> Case:

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from unet_core.model import UNet  # noqa: E402
-from unet_core.padding import BorderEffect, skip_connections  # noqa: E402
-from unet_core.plotting import (  # noqa: E402
+from unet_core.model import UNet
+from unet_core.padding import BorderEffect, skip_connections
+from unet_core.plotting import (
     pick_channel,
     plot_border_effect,
     plot_crop_and_copy,
     plot_tile_grid,
     show,
 )
-from unet_core.tiling import plan_axis  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from unet_core.tiling import plan_axis
 
 
 def test_plot_tile_grid_uses_the_tiling_plan():

@@ -5,22 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, recall_score
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from sklearn.metrics import f1_score, recall_score  # noqa: E402
-
-from unet_core.config import TrainConfig  # noqa: E402
-from unet_core.data import write_synthetic_drive  # noqa: E402
-from unet_core.experiments import load_or_train  # noqa: E402
-from unet_core.results import (  # noqa: E402
+from unet_core.config import TrainConfig
+from unet_core.data import write_synthetic_drive
+from unet_core.experiments import load_or_train
+from unet_core.results import (
     COLOURS,
     PROBS_FILE,
     benchmark_result,
     benchmark_results,
+    describe_threshold,
     error_overlay,
     observer_metrics,
     plot_history,
@@ -31,14 +28,9 @@ from unet_core.results import (  # noqa: E402
     rank_images,
     run_probabilities,
     run_row,
+    threshold_table,
 )
-from unet_core.train import Example, load_data  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
+from unet_core.train import Example, load_data
 
 
 def _example(seed: int, size: int = 24, observer: bool = True) -> Example:
@@ -140,6 +132,34 @@ def test_plot_segments_counts_cells():
     fig = plot_segments([e], [np.zeros((20, 20), np.float32)])  # no membrane: one cell
     titles = [ax.get_title() for ax in fig.axes]
     assert "true cells (2)" in titles[0] and "predicted cells (1)" in titles[1]
+
+
+def _choice(images="training_set"):
+    per = [{"name": f"{i}_training", "threshold": t, "f1": f}
+           for i, (t, f) in enumerate([(0.2, 0.80), (0.8, 0.84), (0.5, 0.82)])]
+    return {"tuned": True, "images": images, "threshold": 0.45,
+            "validation": {"threshold": 0.8, "f1": 0.84, "n_images": 1, "per_image": per[1:2]},
+            "training_set": {"threshold": 0.45, "f1": 0.83, "n_images": 3, "per_image": per}}
+
+
+def test_describe_threshold_names_the_images():
+    assert describe_threshold(_choice(), 0.45) == (
+        "0.450 (the F1 optimum on all 3 training-set images (trained on or validation), "
+        "not on the test set)")
+    assert "the 1 validation image," in describe_threshold(_choice("validation"), 0.8)
+    assert describe_threshold({"tuned": False}, 0.5) == "0.500 (fixed)"
+    assert describe_threshold(None, 0.5) == "0.500"
+
+
+def test_threshold_table_has_a_row_per_candidate_set():
+    lines = threshold_table(_choice()).splitlines()
+    assert len(lines) == 4  # header, rule, two sets
+    assert lines[2].split("|")[1:5] == [" validation ", " 1 ", " 0.800 ", " 0.8400 "]
+    row = lines[3].split("|")
+    assert row[1].strip() == "training set (used)"
+    assert row[5].strip() == "0.200 to 0.800 (median 0.500)"
+    assert row[6].strip() == "0.8200"
+    assert threshold_table({"tuned": False}) == "No tuned threshold on record for this run."
 
 
 def test_benchmark_result_reads_the_results_file(tmp_path):

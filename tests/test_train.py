@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from unet_core.config import TrainConfig
-from unet_core.train import TrainingDiverged, load_model, predict_probability, train
+from unet_core.metrics import best_threshold
+from unet_core.train import TrainingDiverged, load_data, load_model, predict_probability, train
 
 
 @pytest.fixture
@@ -117,6 +118,35 @@ def test_tuned_threshold_is_stored_with_the_model(tmp_path, data_root):
     _, _, threshold = load_model(tmp_path / "r" / "model.pt")
     assert threshold == result.metrics["test"]["threshold"]
     assert result.metrics["val"]["threshold"] == threshold
+
+
+@pytest.mark.parametrize("images", ["validation", "training_set"])
+def test_threshold_is_the_f1_optimum_of_the_chosen_images(tmp_path, data_root, images):
+    result = run(smoke(threshold_images=images), tmp_path / "r", data_root)
+    model, cfg, threshold = load_model(tmp_path / "r" / "model.pt")
+    data = load_data(cfg, data_root)
+    chosen = {"validation": data.val, "training_set": [*data.train, *data.val]}[images]
+    probs = [predict_probability(model, e.image, cfg) for e in chosen]
+    best = best_threshold(probs, [e.target for e in chosen], [e.fov for e in chosen])
+    choice = result.metrics["threshold_choice"]
+    assert threshold == pytest.approx(best.threshold) == choice["threshold"]
+    assert {k: choice[images][k] for k in ("threshold", "f1", "n_images")} == pytest.approx(
+        {"threshold": best.threshold, "f1": best.value, "n_images": len(chosen)})
+    per_image = choice[images]["per_image"]
+    assert [r["name"] for r in per_image] == [e.name for e in chosen]
+    for r, p, e in zip(per_image, probs, chosen, strict=True):
+        assert r["threshold"] == pytest.approx(best_threshold(p, e.target, e.fov).threshold)
+    # The validation optimum is always on record, so a report can compare the two rules.
+    assert choice["validation"]["n_images"] == len(data.val) == 1
+    assert (images == "training_set") == ("training_set" in choice)
+    assert len(chosen) == {"validation": 1, "training_set": 3}[images]
+
+
+def test_fixed_threshold_is_kept(tmp_path, data_root):
+    result = run(smoke(tune_threshold=False, threshold=0.3), tmp_path / "r", data_root)
+    assert result.metrics["threshold_choice"] == {
+        "tuned": False, "images": "validation", "threshold": 0.3}
+    assert result.metrics["test"]["threshold"] == 0.3
 
 
 def test_model_file_round_trip(tmp_path, data_root):

@@ -5,21 +5,17 @@ from __future__ import annotations
 import math
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import LogNorm, to_rgb
+from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
+from scipy import ndimage
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from unet_core.losses import weighted_cross_entropy  # noqa: E402
-from unet_core.weight_plots import (  # noqa: E402
+from unet_core.losses import weighted_cross_entropy
+from unet_core.weight_plots import (
     CELL_PALETTE,
     Panel,
     blurred_logits,
@@ -41,13 +37,7 @@ from unet_core.weight_plots import (  # noqa: E402
     two_cells,
     weight_mass_near_borders,
 )
-from unet_core.weights import class_weight_map, distance_maps, weight_map  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from unet_core.weights import class_weight_map, distance_maps, weight_map
 
 
 def voronoi_cells(shape=(80, 80), n=25, seed=0) -> np.ndarray:
@@ -112,7 +102,7 @@ def test_instance_colours_one_colour_per_cell_and_neighbours_differ():
         colours = np.unique(rgb[labels == k], axis=0)
         assert len(colours) == 1
         colour_of[k] = tuple(colours[0])
-    palette = {tuple(np.round(matplotlib.colors.to_rgb(c), 6)) for c in CELL_PALETTE}
+    palette = {tuple(np.round(to_rgb(c), 6)) for c in CELL_PALETTE}
     assert {tuple(np.round(c, 6)) for c in colour_of.values()} <= palette
     pairs = neighbour_pairs(labels)
     assert len(pairs) > labels.max()  # a real adjacency graph

@@ -199,13 +199,19 @@ def list_runs(root: str | Path | None = None) -> list[Path]:
 
 def run_cases(run_dir: str | Path) -> list[Case]:
     """The test images of a finished run with its cached probabilities."""
+    import json
+
+    from unet_core.config import TrainConfig
     from unet_core.experiments import finished_run
     from unet_core.results import run_probabilities
-    from unet_core.train import load_data, load_model
+    from unet_core.train import load_data
 
     run_dir = Path(run_dir)
-    _, cfg, _ = load_model(run_dir / "model.pt")
-    run = finished_run(run_dir, cfg)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise ValueError(f"{run_dir} is not a run directory (no config.json)")
+    cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    run = finished_run(run_dir, cfg)  # the model is loaded only when no probabilities are cached
     if run is None:
         raise ValueError(f"{run_dir} is not a finished run (no metrics.json or model.pt)")
     test = load_data(cfg).test
@@ -233,7 +239,7 @@ class MaskExplorer:
         runs_root: where to look for runs (default ``$UNET_RUNS_DIR``).
         cases: explore these cases instead of runs (the run chooser is then hidden).
         panel_width: display width of each panel in screen pixels.
-        threshold: the initial threshold (default: the run's own, chosen on validation images).
+        threshold: the initial threshold (default: the run's own, chosen on training-set images).
         run: the name of the run to open first (default: the newest).
     """
 

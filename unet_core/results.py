@@ -29,6 +29,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from unet_core.metrics import SegmentationMetrics, pr_curve, roc_curve, segmentation_metrics
+from unet_core.summary import markdown_table
 from unet_core.train import MODEL, Example, RunResult, load_data, load_model, predict_probability
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
@@ -239,21 +240,54 @@ def describe_config(cfg: Any, fields: Sequence[str] = (
     return ", ".join(f"{f}={getattr(cfg, f)}" for f in fields)
 
 
+def describe_threshold(choice: dict[str, Any] | None, threshold: float) -> str:
+    """How a run's threshold was chosen, in words, from ``metrics["threshold_choice"]``."""
+    if not choice:  # a run written before the choice was recorded
+        return f"{threshold:.3f}"
+    if not choice.get("tuned"):
+        return f"{threshold:.3f} (fixed)"
+    n = choice[choice["images"]]["n_images"]
+    where = {"validation": f"the {n} validation image{'s' if n != 1 else ''}",
+             "training_set": f"all {n} training-set images (trained on or validation)"}
+    return f"{threshold:.3f} (the F1 optimum on {where[choice['images']]}, not on the test set)"
+
+
+def threshold_table(choice: dict[str, Any] | None) -> str:
+    """Markdown table of a run's ``threshold_choice``: pooled optimum and per-image spread of
+    each candidate set of images (``"validation"``, ``"training_set"``)."""
+    sets = [k for k in ("validation", "training_set") if choice and k in choice]
+    if not sets:
+        return "No tuned threshold on record for this run."
+    rows = []
+    for k in sets:
+        c = choice[k]
+        t = [r["threshold"] for r in c.get("per_image", [])]
+        f = [r["f1"] for r in c.get("per_image", [])]
+        spread = (f"{min(t):.3f} to {max(t):.3f} (median {float(np.median(t)):.3f})"
+                  if t else "not recorded")
+        rows.append([k.replace("_", " ") + (" (used)" if k == choice["images"] else ""),
+                     str(c["n_images"]), f"{c['threshold']:.3f}", f"{c['f1']:.4f}", spread,
+                     f"{float(np.mean(f)):.4f}" if f else ""])
+    return markdown_table(["images", "n", "pooled F1 optimum: threshold", "F1 there",
+                           "per-image optima", "mean per-image best F1"], rows)
+
+
+def _benchmark_folder(root: str | Path | None) -> Path:
+    base = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    return base / "benchmarks" / "results"
+
+
 def benchmark_results(prefix: str, root: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Every ``benchmarks/results/<prefix>*.json`` of this checkout, by file stem."""
-    base = Path(root) if root is not None else Path(__file__).resolve().parents[1]
-    folder = base / "benchmarks" / "results"
+    folder = _benchmark_folder(root)
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob(f"{prefix}*.json"))}
 
 
 def benchmark_result(name: str, root: str | Path | None = None) -> dict[str, Any] | None:
     """``benchmarks/results/<name>.json`` of this checkout (measured by a benchmark script),
     or ``None`` when it has not been produced."""
-    base = Path(root) if root is not None else Path(__file__).resolve().parents[1]
-    path = base / "benchmarks" / "results" / f"{name}.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    path = _benchmark_folder(root) / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def plot_segments(

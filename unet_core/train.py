@@ -494,16 +494,11 @@ def train(
         save(step)
 
     model.eval()
-    threshold = cfg.threshold
-    val_probs = None
-    if cfg.tune_threshold and data.val:
-        val_probs = [predict_probability(model, e.image, cfg) for e in data.val]
-        threshold = best_threshold(val_probs, [e.target for e in data.val],
-                                   None if data.val[0].fov is None else
-                                   [e.fov for e in data.val]).threshold
+    val_probs = [predict_probability(model, e.image, cfg) for e in data.val] or None
+    threshold, choice = choose_threshold(model, data, cfg, val_probs)
     metrics = {
         "dataset": cfg.dataset, "synthetic": data.synthetic, "steps": step,
-        "train_minutes": minutes, "stopped_by": stopped_by,
+        "train_minutes": minutes, "stopped_by": stopped_by, "threshold_choice": choice,
         "test": evaluate(model, data.test, cfg, threshold),
     }
     if data.val:
@@ -522,6 +517,43 @@ def train(
         + (" [synthetic data]" if data.synthetic else ""))
     return RunResult(run_dir, cfg, step, minutes, metrics, history, data.synthetic,
                      resumed_from, stopped_by)
+
+
+def _f1_optimum(probs: list[np.ndarray], examples: Sequence[Example]) -> dict[str, Any]:
+    """Pooled F1 optimum of a set, and each image's own optimum (how much they disagree)."""
+    fovs = [None] * len(examples) if examples[0].fov is None else [e.fov for e in examples]
+    best = best_threshold(probs, [e.target for e in examples], None if fovs[0] is None else fovs)
+    per_image = [best_threshold(p, e.target, f) for p, e, f in zip(probs, examples, fovs,
+                                                                    strict=True)]
+    return {"threshold": best.threshold, "f1": best.value, "n_images": len(examples),
+            "per_image": [{"name": e.name, "threshold": b.threshold, "f1": b.value}
+                          for e, b in zip(examples, per_image, strict=True)]}
+
+
+def choose_threshold(
+    model: UNet, data: DataBundle, cfg: TrainConfig, val_probs: list[np.ndarray] | None = None,
+) -> tuple[float, dict[str, Any]]:
+    """The binarisation threshold of a trained model, and a record of how it was chosen.
+
+    ``cfg.tune_threshold`` off: ``cfg.threshold``. On: the threshold that maximises the F1 score
+    pooled over ``cfg.threshold_images``: ``"validation"`` (the held-out validation images) or
+    ``"training_set"`` (every official training image: those trained on and the validation
+    images). The test set is never used. The record holds the F1 optimum of every candidate set
+    computed, so a report can say what the other rule would have chosen.
+    """
+    choice: dict[str, Any] = {"tuned": cfg.tune_threshold, "images": cfg.threshold_images}
+    if not cfg.tune_threshold:
+        return cfg.threshold, choice | {"threshold": cfg.threshold}
+    if data.val and val_probs is None:
+        val_probs = [predict_probability(model, e.image, cfg) for e in data.val]
+    if data.val:
+        choice["validation"] = _f1_optimum(val_probs, data.val)
+    if cfg.threshold_images == "training_set":
+        probs = [predict_probability(model, e.image, cfg) for e in data.train]
+        choice["training_set"] = _f1_optimum(probs + list(val_probs or []),
+                                             [*data.train, *data.val])
+    threshold = float(choice[cfg.threshold_images]["threshold"])
+    return threshold, choice | {"threshold": threshold}
 
 
 def _finite(obj: Any) -> Any:
