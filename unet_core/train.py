@@ -7,7 +7,8 @@ A run lives in ``runs/<name>/``:
 * ``checkpoint.pt``: model, optimizer, scheduler, step, history and every RNG state, written
   atomically at every validation pass (``weights_only`` loadable);
 * ``model.pt``: the final weights with the config and the chosen threshold (for ``predict``);
-* ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI);
+* ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI) and
+  ``threshold_choice``, how the threshold was chosen (:func:`choose_threshold`);
 * ``curves.png``: loss and validation metrics against minutes of training.
 
 A run killed at any point and started again with the same config continues from its last
