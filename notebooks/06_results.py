@@ -247,8 +247,10 @@ fig = plot_predictions([test[index[chosen[0]]]], [probs[index[chosen[0]]]], thre
 # since its input patch carries the context margin), so every row gets the same compute,
 # not the same number of steps. The valid-padding row keeps the output patch size (128)
 # and feeds the larger input the paper's overlap-tile strategy needs.
-# Everything else (data, seed, optimiser, schedule, how the threshold is chosen, test-time
-# flips) is identical. One seed per row: differences of a few thousandths
+# The `minutes` column shows how close each row came to the budget: the step time is measured
+# before each run (`seconds_per_step`) and is an estimate, so rows differ by some 10-20 %
+# in training time. Everything else (data, seed, optimiser, schedule, how the threshold is
+# chosen, test-time flips) is identical. One seed per row: differences of a few thousandths
 # are within run-to-run noise.
 
 # %%
