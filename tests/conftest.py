@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from unet_core.config import TrainConfig  # noqa: E402
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012  # noqa: E402
+from unet_core.experiments import load_or_train  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +37,15 @@ def small_data_root(tmp_path_factory) -> Path:
     write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
     write_synthetic_isbi2012(root / "isbi2012", n_train=8, n_test=1, size=64, seed=1, scale=0.5)
     return root
+
+
+@pytest.fixture
+def smoke_drive_run(tmp_path, monkeypatch):
+    """A finished 2-step smoke run on a tiny synthetic DRIVE, with UNET_DATA_DIR and
+    UNET_RUNS_DIR (``tmp_path / "runs"``) pointing at this test's folders."""
+    write_synthetic_drive(tmp_path / "data" / "DRIVE", n_train=3, n_test=2, size=(72, 68),
+                          seed=4)
+    monkeypatch.setenv("UNET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path / "runs"))
+    cfg = TrainConfig.from_profile("smoke", patch_size=32, eval_tile=32, steps=2, eval_every=2)
+    return load_or_train(cfg, progress=False, log=lambda _: None)

@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_core.config import TrainConfig
-from unet_core.data import write_synthetic_drive
-from unet_core.experiments import load_or_train
 from unet_core.explorer import (
     OVERLAYS,
     Case,
@@ -147,21 +144,12 @@ def test_gallery_titles_carry_the_metrics():
 
 
 # -- over runs ----------------------------------------------------------------------------------
-@pytest.fixture
-def a_run(tmp_path, monkeypatch):
-    write_synthetic_drive(tmp_path / "data" / "DRIVE", n_train=3, n_test=2, size=(72, 68),
-                          seed=4)
-    monkeypatch.setenv("UNET_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path / "runs"))
-    cfg = TrainConfig.from_profile("smoke", patch_size=32, eval_tile=32, steps=2, eval_every=2)
-    return load_or_train(cfg, progress=False, log=lambda _: None)
-
-
-def test_explorer_opens_a_run_and_segments_a_file(a_run, tmp_path):
+def test_explorer_opens_smoke_drive_run_and_segments_a_file(smoke_drive_run, tmp_path):
     ex = MaskExplorer(tmp_path / "runs")
-    assert ex.run.value == Path(a_run.run_dir).name
+    assert ex.run.value == Path(smoke_drive_run.run_dir).name
     assert len(ex.cases) == 2 and ex.image.value == ex.cases[0].name
-    assert ex.threshold.value == pytest.approx(round(a_run.metrics["test"]["threshold"], 2))
+    run_threshold = smoke_drive_run.metrics["test"]["threshold"]
+    assert ex.threshold.value == pytest.approx(round(run_threshold, 2))
     assert "F1" in ex.metrics.value
 
     photo = tmp_path / "photo.png"
@@ -182,6 +170,6 @@ def test_explorer_without_runs_says_so(tmp_path):
     assert "No finished run" in ex.status.value and ex.cases == []
 
 
-def test_unknown_run_is_named(a_run, tmp_path):
+def test_unknown_run_is_named(smoke_drive_run, tmp_path):
     with pytest.raises(ValueError, match="run='nope'.*found: drive-smoke"):
         MaskExplorer(tmp_path / "runs", run="nope")

@@ -9,9 +9,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from unet_core.config import TrainConfig
-from unet_core.data import write_synthetic_drive
-from unet_core.experiments import load_or_train
 from unet_core.results import (
     COLOURS,
     PROBS_FILE,
@@ -172,14 +169,9 @@ def test_benchmark_result_reads_the_results_file(tmp_path):
     assert benchmark_results("x", tmp_path) == {"x": {"a": 1}, "x_w24": {"b": 2}}
 
 
-def test_run_probabilities_are_cached(tmp_path, monkeypatch):
-    write_synthetic_drive(tmp_path / "data" / "DRIVE", n_train=3, n_test=2, size=(72, 68),
-                          seed=3)
-    monkeypatch.setenv("UNET_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path / "runs"))
-    cfg = TrainConfig.from_profile("smoke", patch_size=32, eval_tile=32, steps=2, eval_every=2)
-    run = load_or_train(cfg, progress=False, log=lambda _: None)
-    test = load_data(cfg).test
+def test_run_probabilities_are_cached(smoke_drive_run):
+    run = smoke_drive_run
+    test = load_data(run.config).test
     probs = run_probabilities(run, test)
     assert [p.shape for p in probs] == [e.target.shape for e in test]
     assert (Path(run.run_dir) / "curves.png").stat().st_size > 1000  # the run's figure

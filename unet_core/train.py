@@ -522,10 +522,9 @@ def train(
 
 def _f1_optimum(probs: list[np.ndarray], examples: Sequence[Example]) -> dict[str, Any]:
     """Pooled F1 optimum of a set, and each image's own optimum (how much they disagree)."""
-    fovs = [None] * len(examples) if examples[0].fov is None else [e.fov for e in examples]
+    fovs = [e.fov for e in examples]  # all None (ISBI) or all masks (DRIVE)
     best = best_threshold(probs, [e.target for e in examples], None if fovs[0] is None else fovs)
-    per_image = [best_threshold(p, e.target, f) for p, e, f in zip(probs, examples, fovs,
-                                                                    strict=True)]
+    per_image = [best_threshold(p, e.target, e.fov) for p, e in zip(probs, examples, strict=True)]
     return {"threshold": best.threshold, "f1": best.value, "n_images": len(examples),
             "per_image": [{"name": e.name, "threshold": b.threshold, "f1": b.value}
                           for e, b in zip(examples, per_image, strict=True)]}
@@ -545,9 +544,9 @@ def choose_threshold(
     choice: dict[str, Any] = {"tuned": cfg.tune_threshold, "images": cfg.threshold_images}
     if not cfg.tune_threshold:
         return cfg.threshold, choice | {"threshold": cfg.threshold}
-    if data.val and val_probs is None:
-        val_probs = [predict_probability(model, e.image, cfg) for e in data.val]
     if data.val:
+        if val_probs is None:
+            val_probs = [predict_probability(model, e.image, cfg) for e in data.val]
         choice["validation"] = _f1_optimum(val_probs, data.val)
     if cfg.threshold_images == "training_set":
         probs = [predict_probability(model, e.image, cfg) for e in data.train]
