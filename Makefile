@@ -23,7 +23,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 venv: $(STAMP)   ## create .venv and install the pinned dependencies and unet_core
 
 test: $(STAMP)   ## the whole suite: ruff, pytest, nbval on every notebook (smoke profile)
-	$(BIN)/ruff check unet_core tests benchmarks notebooks
+	$(BIN)/ruff check unet_core unet_book tests benchmarks notebooks
 	UNET_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=tests/site
 
 unit: $(STAMP)   ## pytest unit tests only (fast)
@@ -33,7 +33,7 @@ nbtest: $(STAMP) ## nbval on the notebooks only (smoke profile: seconds of train
 	UNET_PROFILE=smoke $(BIN)/python -m pytest notebooks --nbval-lax
 
 lint: $(STAMP)   ## ruff
-	$(BIN)/ruff check unet_core tests benchmarks notebooks
+	$(BIN)/ruff check unet_core unet_book tests benchmarks notebooks
 
 sync: $(STAMP)   ## re-pair every notebook with its py:percent twin (text is the source of truth)
 	$(BIN)/jupytext --sync notebooks/*.py

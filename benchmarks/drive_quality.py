@@ -34,16 +34,12 @@ import torch
 
 from unet_core.checkpoint import load_checkpoint
 from unet_core.config import PROFILES, TrainConfig
-from unet_core.experiments import seconds_per_step
+from unet_core.data.splits import load_data
+from unet_core.evaluation import evaluate, predict_probability
 from unet_core.metrics import best_threshold, segmentation_metrics
-from unet_core.train import (
-    build_model,
-    evaluate,
-    load_data,
-    load_model,
-    predict_probability,
-    train,
-)
+from unet_core.recipe import build_model
+from unet_core.runs import load_model
+from unet_core.train import seconds_per_step, train
 
 BAR = {"auc_roc": 0.981, "f1": 0.825, "minutes": 30.0}
 

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from unet_core.config import PROFILES, TrainConfig
+from unet_core.data.splits import load_data
 from unet_core.losses import make_loss
-from unet_core.train import build_model, build_optimizer, build_sampler, load_data, train_step
+from unet_core.recipe import build_model, build_optimizer, build_sampler
+from unet_core.train import train_step
 
 REQUIRED_RATIO = 5.0
 

@@ -33,8 +33,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown
 
-from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
-from unet_core.summary import (
+from unet_book.architecture import (
     OP_CONV1,
     OP_CROP,
     OP_INPUT,
@@ -50,6 +49,7 @@ from unet_core.summary import (
     receptive_windows,
     trace_shapes,
 )
+from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
 
 _ = torch.manual_seed(0)  # the weights are random; nothing below depends on their values
 

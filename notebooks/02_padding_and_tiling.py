@@ -48,9 +48,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from unet_core.data import load_drive, resolve_dataset
-from unet_core.model import UNet, receptive_field
-from unet_core.padding import (
+from unet_book.padding import (
     activation_bytes,
     border_effect,
     mirror_pad,
@@ -60,8 +58,10 @@ from unet_core.padding import (
     skip_connections,
     train_briefly,
 )
-from unet_core.plotting import plot_border_effect, plot_crop_and_copy, plot_tile_grid, show
-from unet_core.summary import markdown_table
+from unet_book.plotting import plot_border_effect, plot_crop_and_copy, plot_tile_grid, show
+from unet_book.tables import markdown_table
+from unet_core.data import load_drive, resolve_dataset
+from unet_core.model import UNet, receptive_field
 from unet_core.tiling import plan_axis, predict_tiled
 
 chapter_started = time.perf_counter()

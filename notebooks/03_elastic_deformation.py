@@ -50,14 +50,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from unet_core.augment import (
-    coarse_displacements,
-    displacement_field,
-    elastic_deform,
-    make_augmentation,
-    warp,
-)
-from unet_core.augment_plots import (
+from unet_book.augment_plots import (
     deformation_statistics,
     grid_pattern,
     jacobian_determinant,
@@ -69,10 +62,17 @@ from unet_core.augment_plots import (
     plot_jacobian,
     plot_strain_vs_size,
 )
+from unet_book.plotting import show
+from unet_book.tables import markdown_table
+from unet_core.augment import (
+    coarse_displacements,
+    displacement_field,
+    elastic_deform,
+    make_augmentation,
+    warp,
+)
 from unet_core.data import resolve_dataset
 from unet_core.model import UNet
-from unet_core.plotting import show
-from unet_core.summary import markdown_table
 
 chapter_started = time.perf_counter()
 

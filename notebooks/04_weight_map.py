@@ -46,10 +46,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from unet_core.data import resolve_dataset
-from unet_core.losses import weighted_cross_entropy
-from unet_core.summary import markdown_table
-from unet_core.weight_plots import (
+from unet_book.tables import markdown_table
+from unet_book.weight_plots import (
     Panel,
     blurred_logits,
     densest_window,
@@ -68,6 +66,8 @@ from unet_core.weight_plots import (
     two_cells,
     weight_mass_near_borders,
 )
+from unet_core.data import resolve_dataset
+from unet_core.losses import weighted_cross_entropy
 from unet_core.weights import (
     balanced_class_weights,
     class_weight_map,

@@ -46,10 +46,10 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
+from unet_book.experiments import collect_parameters, load_or_train, notebook_config
+from unet_book.results import describe_threshold, plot_history
+from unet_book.tables import markdown_table
 from unet_core.config import PROFILES, TrainConfig
-from unet_core.experiments import collect_parameters, load_or_train, notebook_config
-from unet_core.results import describe_threshold, plot_history
-from unet_core.summary import markdown_table
 
 _names_before = set(globals())
 

@@ -55,14 +55,14 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from unet_core.experiments import (
+from unet_book.experiments import (
     ABLATION_MINUTES,
     collect_parameters,
     load_or_train,
     notebook_config,
     run_ablations,
 )
-from unet_core.results import (
+from unet_book.results import (
     TABLE_HEADER,
     benchmark_results,
     describe_config,
@@ -76,8 +76,8 @@ from unet_core.results import (
     run_row,
     threshold_table,
 )
-from unet_core.summary import markdown_table
-from unet_core.train import load_data
+from unet_book.tables import markdown_table
+from unet_core.data.splits import load_data
 
 chapter_started = time.perf_counter()
 _names_before = set(globals())

@@ -40,10 +40,10 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from unet_core.experiments import ISBI_SETTINGS, collect_parameters, load_or_train, notebook_config
-from unet_core.results import plot_history, plot_predictions, plot_segments, run_probabilities
-from unet_core.summary import markdown_table
-from unet_core.train import load_data
+from unet_book.experiments import ISBI_SETTINGS, collect_parameters, load_or_train, notebook_config
+from unet_book.results import plot_history, plot_predictions, plot_segments, run_probabilities
+from unet_book.tables import markdown_table
+from unet_core.data.splits import load_data
 
 chapter_started = time.perf_counter()
 _names_before = set(globals())

@@ -40,8 +40,8 @@
 import numpy as np
 from IPython.display import display
 
-from unet_core.experiments import load_or_train, notebook_config
-from unet_core.explorer import MaskExplorer, gallery, window
+from unet_book.experiments import load_or_train, notebook_config
+from unet_book.explorer import MaskExplorer, gallery, window
 
 # the training chapter's run: loaded from runs/ (trained if this chapter runs alone)
 run = load_or_train(notebook_config({}), progress=False)

@@ -32,17 +32,17 @@
 # %%
 from IPython.display import Markdown, display
 
-from unet_core.config import TrainConfig
-from unet_core.experiments import (
+from unet_book.experiments import (
     ABLATION_MINUTES,
     ISBI_SETTINGS,
     load_or_train,
     notebook_config,
     run_ablations,
 )
+from unet_book.results import benchmark_result
+from unet_book.tables import markdown_table
+from unet_core.config import TrainConfig
 from unet_core.model import UNet, count_parameters
-from unet_core.results import benchmark_result
-from unet_core.summary import markdown_table
 
 cfg = notebook_config({})
 paper = TrainConfig.from_profile("paper")

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from unet_book.experiments import load_or_train  # noqa: E402
 from unet_core.config import TrainConfig  # noqa: E402
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012  # noqa: E402
-from unet_core.experiments import load_or_train  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

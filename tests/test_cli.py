@@ -10,7 +10,7 @@ from PIL import Image
 
 from unet_core.cli import main
 from unet_core.data import write_synthetic_drive
-from unet_core.predict import read_image
+from unet_core.data.imageio import read_image
 
 
 @pytest.fixture(scope="module")

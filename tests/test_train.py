@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from unet_core.config import TrainConfig
+from unet_core.data.splits import load_data
+from unet_core.evaluation import predict_probability
 from unet_core.metrics import best_threshold
-from unet_core.train import TrainingDiverged, load_data, load_model, predict_probability, train
+from unet_core.runs import load_model
+from unet_core.train import TrainingDiverged, train
 
 
 @pytest.fixture
@@ -191,7 +194,8 @@ def test_snapshots_are_kept_on_request(tmp_path, data_root):
 
 
 def test_weight_maps_balance_the_training_set(data_root):
-    from unet_core.train import load_data, loss_weight_maps
+    from unet_core.data.splits import load_data
+    from unet_core.recipe import loss_weight_maps
 
     cfg = smoke(dataset="isbi2012", loss="weighted_ce", w0=0.0)
     examples = load_data(cfg, data_root).train

@@ -2,38 +2,29 @@
 
 A checkpoint is a dict of tensors and plain Python values (numbers, strings, lists, dicts), so
 that it loads with ``torch.load(..., weights_only=True)``: a checkpoint from a stranger cannot
-run code. It is written to a temporary file in the same folder, flushed to disk and then
-renamed over the old one (``os.replace`` is atomic on POSIX and Windows), so a run killed while
-saving never leaves a truncated checkpoint and never loses the previous one.
+run code. It is written through :func:`unet_core.atomic.atomic_write` (a temporary file in the
+same folder, flushed to disk, then renamed over the old one), so a run killed while saving never
+leaves a truncated checkpoint and never loses the previous one.
+
+Explained in chapter 5 (training); the run folder that holds checkpoints is :mod:`unet_core.runs`.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from unet_core.atomic import atomic_write
+
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 ``train`` takes a profile and any :class:`~unet_core.config.TrainConfig` field as an option
 (``--steps 500 --no-bf16 --loss bce``); ``evaluate`` re-evaluates a run's model; ``predict``
-segments image files of any format and size.
+segments image files of any format and size. ``train`` also writes the run's ``curves.png``
+(:mod:`unet_core.curves`). Chapter 5 shows the commands.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from unet_core.config import PROFILES, TrainConfig
+from unet_core.config import PROFILES, TrainConfig, check_names
+from unet_core.curves import save_curves
+from unet_core.data.splits import load_data
+from unet_core.evaluation import evaluate
+from unet_core.predict import predict_files
+from unet_core.runs import load_model
+from unet_core.tiling import TTA_MODES
+from unet_core.train import train
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=Path, required=True, help="a run's model.pt")
     ev.add_argument("--split", choices=("test", "val"), default="test")
     ev.add_argument("--data-dir", type=Path, default=None)
-    ev.add_argument("--tta", choices=("none", "flips", "d4"), default=None)
+    ev.add_argument("--tta", choices=TTA_MODES, default=None)
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics here")
 
     pr = sub.add_parser("predict", help="segment image files (any format, any size)")
@@ -57,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", type=Path, required=True, help="folder for the PNGs")
     pr.add_argument("--threshold", type=float, default=None, help="default: the model's")
     pr.add_argument("--tile", type=int, default=None, help="tile side (default: the model's)")
-    pr.add_argument("--tta", choices=("none", "flips", "d4"), default=None)
+    pr.add_argument("--tta", choices=TTA_MODES, default=None)
     pr.add_argument("images", nargs="+", type=Path)
     return parser
 
@@ -71,8 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        from unet_core.config import check_names
-
         message = f"unrecognized arguments: {' '.join(unknown)}"
         if args.command == "train":
             names = [u.lstrip("-").split("=")[0].replace("-", "_") for u in unknown
@@ -83,8 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 message += f" ({exc}; as options: --name-with-dashes)"
         parser.error(message)
     if args.command == "train":
-        from unet_core.train import train
-
         try:
             cfg = TrainConfig.from_profile(args.profile, **_overrides(args))
         except ValueError as exc:
@@ -92,12 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         result = train(cfg, args.run_dir, resume=not args.no_resume, progress=not args.quiet,
                        data_root=args.data_dir)
+        save_curves(result.run_dir, result.history)
         print(f"run directory: {result.run_dir}")
         return 0
 
     if args.command == "evaluate":
-        from unet_core.train import evaluate, load_data, load_model
-
         model, cfg, threshold = load_model(args.checkpoint)
         if args.tta is not None:
             cfg = TrainConfig.from_dict(cfg.to_dict() | {"tta": args.tta})
@@ -113,9 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
         return 0
-
-    from unet_core.predict import predict_files
-    from unet_core.train import load_model
 
     model, cfg, threshold = load_model(args.checkpoint)
     done, failed = predict_files(

@@ -32,6 +32,7 @@ Deviations, all opt-in and off by default:
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import torch
@@ -65,6 +66,35 @@ def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         raise ValueError(f"cannot crop a {h}x{w} map to {height}x{width}")
     top, left = (h - height) // 2, (w - width) // 2
     return x[:, :, top : top + height, left : left + width]
+
+
+def trace_sizes(n: int, depth: int, padding: str) -> list[int] | None:
+    """Spatial size after every stage of a U-Net for input side ``n``, or ``None`` if invalid.
+
+    Stages: for each level going down, the size after its double convolution (valid: 4 pixels
+    fewer); then the size after each up-convolution + double convolution going up. ``n`` is
+    invalid when a 2x2 max-pool would meet an odd size or a size drops below 1.
+    """
+    shrink = 4 if padding == "valid" else 0
+    if n < 1:
+        return None
+    sizes: list[int] = []
+    x = n
+    for level in range(depth + 1):
+        x -= shrink
+        if x < 1:
+            return None
+        sizes.append(x)
+        if level < depth:
+            if x % 2:
+                return None
+            x //= 2
+    for _ in range(depth):
+        x = 2 * x - shrink
+        if x < 1:
+            return None
+        sizes.append(x)
+    return sizes
 
 
 class UNet(nn.Module):
@@ -152,41 +182,19 @@ class UNet(nn.Module):
         """Pixels lost per double convolution (4 for valid 3x3 convs, 0 for same)."""
         return 4 if self.padding == "valid" else 0
 
-    def _trace(self, n: int) -> list[int] | None:
-        """Spatial size after every stage for input size ``n``, or None if ``n`` is not valid.
-
-        Stages: for each level going down, the size after its double conv; then the size after
-        each up-convolution + double conv going up.
-        """
-        if n < 1:
-            return None
-        sizes: list[int] = []
-        x = n
-        for level in range(self.depth + 1):
-            x -= self.shrink
-            if x < 1:
-                return None
-            sizes.append(x)
-            if level < self.depth:
-                if x % 2:
-                    return None
-                x //= 2
-        for _ in range(self.depth):
-            x = 2 * x - self.shrink
-            if x < 1:
-                return None
-            sizes.append(x)
-        return sizes
+    def trace(self, n: int) -> list[int] | None:
+        """Spatial size after every stage for input size ``n`` (see :func:`trace_sizes`)."""
+        return trace_sizes(n, self.depth, self.padding)
 
     def is_valid_size(self, n: int) -> bool:
         """True when an ``n``-pixel side passes through the network without fractional pooling."""
-        return self._trace(n) is not None
+        return self.trace(n) is not None
 
     def output_size(self, n: int) -> int:
         """Output side for an input side ``n`` (572 -> 388 for the paper net)."""
-        trace = self._trace(n)
-        if trace is None:
-            raise ValueError(self._size_message("input size", n))
+        self.check_size("input size", n)
+        trace = self.trace(n)
+        assert trace is not None
         return trace[-1]
 
     def valid_input_size(self, n: int) -> int:
@@ -208,7 +216,13 @@ class UNet(nn.Module):
         n = self.valid_input_size(1)
         return (n - self.output_size(n)) // 2
 
-    def _size_message(self, what: str, n: int) -> str:
+    def check_size(self, what: str, n: int) -> None:
+        """Raise ``ValueError`` (:meth:`size_message`) unless ``n`` is a valid input side."""
+        if not self.is_valid_size(int(n)):
+            raise ValueError(self.size_message(what, int(n)))
+
+    def size_message(self, what: str, n: int) -> str:
+        """Why ``n`` is not a valid side for ``what``, with the nearest valid sizes."""
         below, above = self._previous_valid(n - 1), self.valid_input_size(n + 1)
         rule = (
             f"divisible by 2**depth = {2 ** self.depth}"
@@ -229,8 +243,7 @@ class UNet(nn.Module):
                 f"expected an (N, {self.in_channels}, H, W) tensor, got shape {tuple(x.shape)}"
             )
         for axis, n in (("height", x.shape[2]), ("width", x.shape[3])):
-            if not self.is_valid_size(int(n)):
-                raise ValueError(self._size_message(f"input {axis}", int(n)))
+            self.check_size(f"input {axis}", int(n))
 
         skips: list[torch.Tensor] = []
         for level, block in enumerate(self.down):
@@ -275,9 +288,8 @@ def receptive_field(model: UNet) -> int:
     shrink = 4  # two valid 3x3 convolutions: output i sees inputs i .. i + 4
     depth = model.depth
     # Crop offsets of the skip connections (constant for every valid input size).
-    ref = UNet.__new__(UNet)
-    ref.depth, ref.padding = depth, "valid"
-    trace = ref._trace(ref.valid_input_size(1))
+    smallest = next(n for n in itertools.count(1) if trace_sizes(n, depth, "valid") is not None)
+    trace = trace_sizes(smallest, depth, "valid")
     assert trace is not None
     enc, dec = trace[: depth + 1], trace[depth + 1 :]
     offset = {k: (enc[k] - dec[depth - 1 - k]) // 2 for k in range(depth)}

@@ -4,7 +4,8 @@ Any fundus photograph or EM slice that Pillow reads (TIFF, PNG, JPEG, GIF, ...; 
 greyscale, palette, 16-bit) and of any size is converted to what the model was trained on and
 segmented tile by tile. For each image two PNGs are written: ``<stem>_prob.png`` (the
 foreground probability scaled to 0-255) and ``<stem>_mask.png`` (0/255 at the model's
-threshold).
+threshold). Files are read by :func:`unet_core.data.imageio.read_image` (one reader, one
+error type: :class:`~unet_core.data.errors.DataError`). Chapter 8 uses it on a reader's image.
 """
 
 from __future__ import annotations
@@ -16,45 +17,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from unet_core.atomic import write_image
 from unet_core.config import TrainConfig
+from unet_core.data.imageio import read_image
+from unet_core.data.prepare import prepare_image
+from unet_core.evaluation import predict_probability
 from unet_core.model import UNet
 
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # large slides are fine: inference is tiled
 
 
-class ImageReadError(ValueError):
-    """An input image could not be read; the message names the file."""
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read any Pillow-readable image as uint8 ``(H, W, 3)`` (colour) or ``(H, W)`` (grey)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                array = np.asarray(im, dtype=np.float64)
-                lo, hi = float(array.min()), float(array.max())
-                scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
-                return scaled.round().astype(np.uint8)
-            if mode in ("L", "1"):
-                return np.asarray(im.convert("L")).copy()
-            if mode == "LA":
-                return np.asarray(im.convert("L")).copy()
-            return np.asarray(im.convert("RGB")).copy()  # RGB, RGBA, P, CMYK, YCbCr, ...
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(
-            f"{path}: cannot read it as an image ({exc}); expected a TIFF, PNG, JPEG or GIF file"
-        ) from exc
-
-
 def to_model_input(image: np.ndarray, cfg: TrainConfig, in_channels: int) -> np.ndarray:
     """uint8 ``(H, W[, 3])`` -> float32 ``(H, W, in_channels)`` as the model was trained."""
-    from unet_core.train import prepare_image
-
     x = prepare_image(image, cfg.channels)
     if x.shape[2] == in_channels:
         return x
@@ -89,8 +63,6 @@ def predict_files(
 
     Returns the predictions and the ``(path, error)`` pairs of the files that failed.
     """
-    from unet_core.train import predict_probability
-
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = cfg.to_dict()
@@ -110,8 +82,8 @@ def predict_files(
             mask = prob >= threshold
             prob_path = out_dir / f"{path.stem}_prob.png"
             mask_path = out_dir / f"{path.stem}_mask.png"
-            Image.fromarray((prob * 255.0).round().astype(np.uint8)).save(prob_path)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
+            write_image(prob_path, Image.fromarray((prob * 255.0).round().astype(np.uint8)))
+            write_image(mask_path, Image.fromarray(mask.astype(np.uint8) * 255))
             done.append(Prediction(path, prob_path, mask_path, prob.shape,
                                    float(mask.mean())))
         except Exception as exc:  # report and go on with the next file

@@ -83,8 +83,7 @@ def plan_axis(
     """
     align = 2**model.depth
     if model.padding == "valid":
-        if not model.is_valid_size(tile_size):
-            raise ValueError(model._size_message("tile_size", tile_size))
+        model.check_size("tile_size", tile_size)
         out = model.output_size(tile_size)
         crop = (tile_size - out) // 2
         stride = (out // align) * align if aligned else out
@@ -101,8 +100,7 @@ def plan_axis(
         starts = tuple(k * stride - crop for k in range(n))
         return TilePlan(tile_size, out, crop, stride, starts)
 
-    if tile_size % align or tile_size < align:
-        raise ValueError(model._size_message("tile_size", tile_size))
+    model.check_size("tile_size", tile_size)  # same padding: a multiple of 2**depth
     if overlap is None:
         overlap = tile_size // 4
     overlap = (overlap // align) * align  # keep tiles on the pooling grid

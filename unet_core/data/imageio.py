@@ -35,7 +35,8 @@ True (this module never does).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +85,27 @@ def _require_file(path: Path, what: str) -> None:
         raise DataError(f"{what} {path} is not a regular file")
 
 
-def _load_pil(path: Path, what: str) -> tuple[str, np.ndarray, list[int] | None]:
-    """Decode the first frame of ``path``: ``(mode, array, palette or None)``."""
+@contextmanager
+def _open(path: Path, what: str) -> Iterator[Image.Image]:
+    """The decoded first frame of ``path`` as a PIL image; every failure is a DataError."""
     path = Path(path)
     _require_file(path, what)
     try:
         with Image.open(path) as im:
             im.load()  # decode everything now: a truncated file fails here, not later
-            mode = im.mode
-            palette = im.getpalette() if mode in ("P", "PA") else None
-            array = np.asarray(im).copy()
+            yield im
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(
             f"cannot read {what} {path}: {exc} (the file is truncated, corrupt or not an image)"
         ) from exc
+
+
+def _load_pil(path: Path, what: str) -> tuple[str, np.ndarray, list[int] | None]:
+    """Decode the first frame of ``path``: ``(mode, array, palette or None)``."""
+    with _open(path, what) as im:
+        mode = im.mode
+        palette = im.getpalette() if mode in ("P", "PA") else None
+        array = np.asarray(im).copy()
     if array.size == 0:
         raise DataError(f"{what} {path} is empty (0 pixels)")
     return mode, array, palette
@@ -174,6 +182,30 @@ def read_gray(path: Path, what: str = "image") -> np.ndarray:
             return np.ascontiguousarray(rgb[..., 0])
         raise DataError(f"{what} {path} is a colour image: expected 8-bit greyscale (mode L)")
     raise DataError(f"{what} {path} has mode {mode!r}: expected 8-bit greyscale (mode L)")
+
+
+#: Modes of more than 8 bits per pixel (read by :func:`read_image` with a per-image stretch).
+WIDE_MODES: tuple[str, ...] = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def read_image(path: Path, what: str = "image") -> np.ndarray:
+    """Any image Pillow reads, as uint8 ``(H, W, 3)`` (colour) or ``(H, W)`` (grey).
+
+    RGB, RGBA (alpha dropped), palette, CMYK, YCbCr, ... become RGB; L, LA and 1-bit become
+    grey; 16-bit and float images (:data:`WIDE_MODES`) are stretched from their minimum to
+    their maximum onto 0-255. This is the reader of ``predict`` and of the explorer's own
+    images; the data-set loaders use the stricter :func:`read_rgb` and :func:`read_gray`.
+    Every failure is a :class:`DataError` naming the file.
+    """
+    with _open(path, what) as im:
+        if im.mode in WIDE_MODES:
+            array = np.asarray(im, dtype=np.float64)
+            lo, hi = float(array.min()), float(array.max())
+            scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
+            return scaled.round().astype(np.uint8)
+        if im.mode in ("L", "1", "LA"):
+            return np.asarray(im.convert("L")).copy()
+        return np.asarray(im.convert("RGB")).copy()
 
 
 # -- masks ------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import nn
 
-from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
-from unet_core.summary import (
+from unet_book.architecture import (
     OP_CONCAT,
     OP_CONV1,
     OP_CONV3,
@@ -29,10 +28,11 @@ from unet_core.summary import (
     layer_table,
     level_costs,
     level_table,
-    markdown_table,
     receptive_windows,
     trace_shapes,
 )
+from unet_book.tables import markdown_table
+from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
 
 
 def meta_unet(*args, **kwargs) -> UNet:

@@ -50,7 +50,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from scipy import ndimage
 
-from unet_core.plotting import show
+from unet_book.plotting import show
 from unet_core.weights import ClassWeights, class_weight_map, distance_maps, weight_map
 
 Window = tuple[slice, slice]

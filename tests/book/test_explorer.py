@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_core.explorer import (
+from unet_book.explorer import (
     OVERLAYS,
     Case,
     MaskExplorer,
@@ -20,8 +20,8 @@ from unet_core.explorer import (
     render_panel,
     window,
 )
+from unet_book.results import COLOURS
 from unet_core.metrics import segmentation_metrics
-from unet_core.results import COLOURS
 
 
 def make_case(h: int = 584, w: int = 565, seed: int = 0, observer: bool = True) -> Case:

@@ -14,8 +14,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from scipy import ndimage
 
-from unet_core.losses import weighted_cross_entropy
-from unet_core.weight_plots import (
+from unet_book.weight_plots import (
     CELL_PALETTE,
     Panel,
     blurred_logits,
@@ -37,6 +36,7 @@ from unet_core.weight_plots import (
     two_cells,
     weight_mass_near_borders,
 )
+from unet_core.losses import weighted_cross_entropy
 from unet_core.weights import class_weight_map, distance_maps, weight_map
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from unet_core.results import (
+from unet_book.results import (
     COLOURS,
     PROBS_FILE,
     benchmark_result,
@@ -27,7 +27,7 @@ from unet_core.results import (
     run_row,
     threshold_table,
 )
-from unet_core.train import Example, load_data
+from unet_core.data.splits import Example, load_data
 
 
 def _example(seed: int, size: int = 24, observer: bool = True) -> Example:

@@ -28,9 +28,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from unet_core.metrics import SegmentationMetrics, pr_curve, roc_curve, segmentation_metrics
-from unet_core.summary import markdown_table
-from unet_core.train import MODEL, Example, RunResult, load_data, load_model, predict_probability
+from unet_book.tables import markdown_table
+from unet_book.weight_plots import instance_colours
+from unet_core.atomic import write_npz
+from unet_core.data.splits import Example, load_data
+from unet_core.evaluation import predict_probability
+from unet_core.metrics import (
+    SegmentationMetrics,
+    pr_curve,
+    roc_curve,
+    segment_labels,
+    segmentation_metrics,
+)
+from unet_core.runs import MODEL, RunResult, load_model
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
 COLOURS = {
@@ -62,10 +72,8 @@ def run_probabilities(
                 return [z[f"p{i}"].astype(np.float32) for i in range(len(names))]
     model, cfg, _ = load_model(Path(run.run_dir) / MODEL)
     probs = [predict_probability(model, e.image, cfg) for e in examples]
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, names=np.array(names),
-                        **{f"p{i}": p.astype(np.float16) for i, p in enumerate(probs)})
-    tmp.replace(path)
+    write_npz(path, names=np.array(names),
+              **{f"p{i}": p.astype(np.float16) for i, p in enumerate(probs)})
     return probs
 
 
@@ -134,19 +142,6 @@ def quoted_row(who: str, conditions: str, **values: float) -> list[str]:
 
 
 # -- figures ------------------------------------------------------------------------------------
-def save_run_figures(run_dir: str | Path, history: Sequence[Mapping[str, float]]) -> list[Path]:
-    """Write the run's figures (``curves.png``: loss and validation metrics) into its directory."""
-    if not history:
-        return []
-    path = Path(run_dir) / "curves.png"
-    fig = plot_history(history, title=Path(run_dir).name)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return [path]
-
-
 def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
     """Training loss and validation AUC / F1 against minutes of training."""
     if not history:
@@ -297,9 +292,6 @@ def plot_segments(
     """ISBI 2012: per slice, the cells of the ground truth and of the prediction (connected
     components of the interior, 4-neighbourhood, as the challenge's evaluation), and the
     membrane probability. A merged pair of cells shows as one colour across a membrane."""
-    from unet_core.metrics import segment_labels
-    from unet_core.weight_plots import instance_colours
-
     if len(examples) != len(probs):
         raise ValueError(f"{len(examples)} examples for {len(probs)} probability maps")
     crop = crop or (slice(None), slice(None))

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_core.model import UNet, center_crop
-from unet_core.padding import (
+from unet_book.padding import (
     activation_bytes,
     border_effect,
     mirror_pad,
@@ -17,6 +16,7 @@ from unet_core.padding import (
     skip_connections,
     train_briefly,
 )
+from unet_core.model import UNet, center_crop
 from unet_core.tiling import plan_axis, predict_tiled
 
 

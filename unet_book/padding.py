@@ -406,10 +406,7 @@ def train_briefly(
     _, h, w = image.shape
     if target.shape != (h, w):
         raise ValueError(f"target must be ({h}, {w}), got {tuple(target.shape)}")
-    if model.padding == "valid" and not model.is_valid_size(crop):
-        raise ValueError(model._size_message("crop", crop))
-    if model.padding == "same" and crop % 2**model.depth:
-        raise ValueError(model._size_message("crop", crop))
+    model.check_size("crop", crop)
     if crop > min(h, w):
         raise ValueError(f"crop {crop} is larger than the image ({h}x{w})")
     out = model.output_size(crop) if model.padding == "valid" else crop

@@ -8,7 +8,7 @@ Everything here is *observed* on a model rather than re-derived by hand:
   multiply-accumulates. The model may live on the ``meta`` device, which propagates shapes
   without computing.
 * :func:`layer_table` and :func:`crop_table` format such a trace as Markdown tables (with
-  :func:`markdown_table`, which any chapter can use for its own tables).
+  :func:`unet_book.tables.markdown_table`).
 * :func:`level_costs` splits parameters and multiply-accumulates over the stages of the U.
 * :func:`compare_table` sets the traces of several models side by side.
 * :func:`receptive_windows` measures, by back-propagation through a probe network with the
@@ -33,6 +33,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import nn
 
+from unet_book.tables import markdown_table
 from unet_core.model import UNet
 
 Shape = tuple[int, int, int]  # (C, H, W) of one feature map, batch dimension dropped
@@ -219,34 +220,6 @@ def _fmt_shape(shape: Shape | None) -> str:
         return ""
     c, h, w = shape
     return f"{c} × {h} × {w}"
-
-
-def markdown_table(
-    header: Sequence[str], body: Sequence[Sequence[object]], align: str | None = None
-) -> str:
-    """A GitHub-flavoured Markdown table; integers are written with thousands commas.
-
-    Args:
-        header: column titles.
-        body: rows of cells (any objects; integers get thousands separators).
-        align: one letter per column, ``"l"`` or ``"r"``; by default columns whose cells are
-            all numbers are right-aligned and the others left-aligned.
-    """
-
-    def cell(v: object) -> str:
-        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-
-    if align is None:
-        align = "".join(
-            "r" if all(isinstance(r[j], int | float) for r in body) else "l"
-            for j in range(len(header))
-        )
-    if len(align) != len(header) or set(align) - {"l", "r"}:
-        raise ValueError(f"align={align!r} needs one 'l' or 'r' per column ({len(header)})")
-    lines = ["| " + " | ".join(header) + " |"]
-    lines.append("|" + "|".join("---:" if a == "r" else ":---" for a in align) + "|")
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in body]
-    return "\n".join(lines)
 
 
 def layer_table(rows: Sequence[TraceRow]) -> str:

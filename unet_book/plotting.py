@@ -22,8 +22,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from unet_book.padding import BorderEffect, SkipConnection, mirror_pad
 from unet_core.model import UNet
-from unet_core.padding import BorderEffect, SkipConnection, mirror_pad
 from unet_core.tiling import TilePlan, plan_axis
 
 TILE_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")

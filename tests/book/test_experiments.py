@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from unet_core.config import TrainConfig
-from unet_core.experiments import (
+from unet_book.experiments import (
     ISBI_SETTINGS,
     ablation_configs,
     budgeted_run_name,
     collect_parameters,
     default_profile,
-    finished_run,
     load_or_train,
     notebook_config,
     train_for_minutes,
 )
+from unet_core.config import TrainConfig
 from unet_core.model import UNet
+from unet_core.runs import finished_run
 
 
 @pytest.fixture

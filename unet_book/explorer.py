@@ -2,7 +2,7 @@
 
 Open it in JupyterLab or Notebook after any run (``notebooks/08_mask_explorer``)::
 
-    from unet_core.explorer import MaskExplorer
+    from unet_book.explorer import MaskExplorer
     MaskExplorer().widget          # every finished run under runs/ (UNET_RUNS_DIR)
 
 Pick a run and an image (the run's test images, or any image file, segmented with the run's
@@ -27,6 +27,7 @@ The logic is split from the widgets so that it is testable without a browser:
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,8 +38,14 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
+from unet_book.results import error_overlay, run_probabilities
+from unet_core.config import TrainConfig
+from unet_core.data.imageio import read_image
+from unet_core.data.splits import load_data
+from unet_core.evaluation import predict_probability
 from unet_core.metrics import segmentation_metrics
-from unet_core.results import error_overlay
+from unet_core.predict import to_model_input
+from unet_core.runs import finished_run, load_model, runs_dir
 
 OVERLAYS: tuple[str, ...] = ("image", "probability", "errors", "ground truth",
                              "second observer", "prediction")
@@ -187,8 +194,6 @@ def metrics_text(values: dict[str, float] | None, threshold: float) -> str:
 # -- where cases come from ----------------------------------------------------------------------
 def list_runs(root: str | Path | None = None) -> list[Path]:
     """Finished runs (directories with ``model.pt`` and ``metrics.json``), newest first."""
-    from unet_core.train import runs_dir
-
     base = Path(root) if root is not None else runs_dir()
     if not base.is_dir():
         return []
@@ -199,13 +204,6 @@ def list_runs(root: str | Path | None = None) -> list[Path]:
 
 def run_cases(run_dir: str | Path) -> list[Case]:
     """The test images of a finished run with its cached probabilities."""
-    import json
-
-    from unet_core.config import TrainConfig
-    from unet_core.experiments import finished_run
-    from unet_core.results import run_probabilities
-    from unet_core.train import load_data
-
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
@@ -222,9 +220,6 @@ def run_cases(run_dir: str | Path) -> list[Case]:
 
 def file_case(path: str | Path, run_dir: str | Path) -> Case:
     """Any image file, segmented with the run's model (no labels)."""
-    from unet_core.predict import read_image, to_model_input
-    from unet_core.train import load_model, predict_probability
-
     model, cfg, _ = load_model(Path(run_dir) / "model.pt")
     raw = read_image(path)
     x = to_model_input(raw, cfg, model.in_channels)
@@ -310,7 +305,6 @@ class MaskExplorer:
 
     # -- data -----------------------------------------------------------------------------------
     def _run_threshold(self) -> float | None:
-        import json
 
         if not self.runs or self.run.value is None:
             return None

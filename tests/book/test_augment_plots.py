@@ -8,8 +8,7 @@ import pytest
 from matplotlib.contour import ContourSet
 from matplotlib.patches import Rectangle
 
-from unet_core.augment import coarse_displacements, displacement_field
-from unet_core.augment_plots import (
+from unet_book.augment_plots import (
     deformation_statistics,
     displacement_gradient,
     grid_pattern,
@@ -25,6 +24,7 @@ from unet_core.augment_plots import (
     plot_jacobian,
     plot_strain_vs_size,
 )
+from unet_core.augment import coarse_displacements, displacement_field
 
 
 def linear_field(a: float, b: float, c: float, d: float, shape=(20, 30)) -> np.ndarray:

@@ -13,34 +13,18 @@ runs use the default ``cpu`` profile.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from unet_core.config import PROFILES, TrainConfig, check_names
-from unet_core.losses import make_loss
-from unet_core.train import (
-    CHECKPOINT,
-    MODEL,
-    RunResult,
-    build_model,
-    build_optimizer,
-    build_sampler,
-    config_diff,
-    default_run_name,
-    load_data,
-    runs_dir,
-    train,
-    train_step,
-)
+from unet_core.curves import save_curves
+from unet_core.recipe import build_model
+from unet_core.runs import CHECKPOINT, RunResult, default_run_name, finished_run, runs_dir
+from unet_core.train import TrainingDiverged, seconds_per_step, train
 from unet_core.validation import check_choice
 
 PROFILE_ENV = "UNET_PROFILE"
@@ -100,40 +84,7 @@ def notebook_config(params: Mapping[str, Any], **fixed: Any) -> TrainConfig:
     return TrainConfig.from_profile(profile, **overrides)
 
 
-# -- finding finished runs ---------------------------------------------------------------------
-def _read_history(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(f)]
-
-
-def finished_run(run_dir: str | Path, cfg: TrainConfig,
-                 ignore: Iterable[str] = ()) -> RunResult | None:
-    """The finished run in ``run_dir`` if its config equals ``cfg`` (but for ``ignore``).
-
-    Returns ``None`` when the run is missing or unfinished; raises ``ValueError`` when a
-    finished run with another config sits there (pick another run name).
-    """
-    run_dir = Path(run_dir)
-    metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.json"
-    if not (metrics_path.exists() and (run_dir / MODEL).exists() and config_path.exists()):
-        return None
-    stored = json.loads(config_path.read_text())
-    diff = config_diff(stored, cfg.to_dict(), ignore)
-    if diff:
-        raise ValueError(
-            f"{run_dir} holds a finished run with another config ({', '.join(diff)} differ); "
-            "choose another run_name or delete that directory"
-        )
-    metrics = json.loads(metrics_path.read_text())
-    return RunResult(run_dir, TrainConfig.from_dict(stored), int(metrics["steps"]),
-                     float(metrics["train_minutes"]), metrics,
-                     _read_history(run_dir / "history.csv"), bool(metrics["synthetic"]),
-                     None, str(metrics.get("stopped_by", "steps")))
-
-
+# -- finding or training runs ------------------------------------------------------------------
 def load_or_train(
     cfg: TrainConfig, run_name: str | None = None, *, progress: bool = True,
     log: Callable[[str], None] = print,
@@ -146,38 +97,18 @@ def load_or_train(
         log(f"loaded finished run {run_dir} ({done.steps} steps, {done.train_minutes:.1f} min "
             "of training); delete it to train again")
         return done
-    return train(cfg, run_dir, progress=progress, log=log)
+    return _train_with_curves(cfg, run_dir, progress=progress, log=log)
+
+
+def _train_with_curves(cfg: TrainConfig, run_dir: Path, *, progress: bool,
+                       log: Callable[[str], None]) -> RunResult:
+    """:func:`unet_core.train.train`, then the run's ``curves.png``."""
+    result = train(cfg, run_dir, progress=progress, log=log)
+    save_curves(result.run_dir, result.history)
+    return result
 
 
 # -- runs with a time budget -------------------------------------------------------------------
-def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> float:
-    """Median seconds per training step of ``cfg`` on this machine (no training kept).
-
-    The first steps of a process are slow and noisy (kernel selection, memory pools): with 6
-    warm-up steps and 10 timed ones, the first of six equal-budget ablation runs was once
-    calibrated at 0.27 s/step where its run then took 0.19 s/step, and got 30 % less training
-    than the others. 20 warm-up steps and the median of 20 more make that less likely (the
-    quality benchmark's 30 + 30 estimate, 0.202 s, matched its 27-minute run's 0.203 s).
-    """
-    if steps <= warmup:
-        raise ValueError(f"steps={steps} must exceed warmup={warmup}")
-    data = load_data(cfg)
-    model = build_model(cfg, data.in_channels)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
-    sampler = build_sampler(cfg, model, data.train)
-    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    times = []
-    for i in range(steps):
-        t0 = time.perf_counter()  # sampling and augmentation count: training pays for them
-        train_step(model, sampler.sample(cfg.batch_size), loss_fn, optimizer, cfg,
-                   torch.device("cpu"))
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def budgeted_run_name(cfg: TrainConfig, minutes: float) -> str:
     base = TrainConfig.from_dict({**cfg.to_dict(), "steps": 1, "eval_every": 0,
                                   "time_budget_min": 0.0})
@@ -216,7 +147,7 @@ def train_for_minutes(
                   "time_budget_min": 1.2 * float(minutes)}
         log(f"{step_s:.3f} s/step on this machine -> {steps} steps in {minutes:g} min")
     run_cfg = TrainConfig.from_dict({**cfg.to_dict(), **budget})
-    return train(run_cfg, run_dir, progress=progress, log=log)
+    return _train_with_curves(run_cfg, run_dir, progress=progress, log=log)
 
 
 # -- the book's experiments --------------------------------------------------------------------
@@ -274,8 +205,6 @@ def run_ablations(base: TrainConfig, minutes: float | None, *, progress: bool = 
     A variant whose loss diverges is a result too (the paper's setting may not survive this
     project's learning rate): it is reported with the error instead of stopping the others.
     """
-    from unet_core.train import TrainingDiverged
-
     results = []
     for label, cfg in ablation_configs(base).items():
         try:

@@ -8,15 +8,15 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from unet_core.model import UNet
-from unet_core.padding import BorderEffect, skip_connections
-from unet_core.plotting import (
+from unet_book.padding import BorderEffect, skip_connections
+from unet_book.plotting import (
     pick_channel,
     plot_border_effect,
     plot_crop_and_copy,
     plot_tile_grid,
     show,
 )
+from unet_core.model import UNet
 from unet_core.tiling import plan_axis
 
 

@@ -1,0 +1,58 @@
+"""Files written by earlier versions of the code still work.
+
+``tests/fixtures/smoke_model_v0/model.pt`` was written by the code before the package was
+split into ``unet_core`` and ``unet_book`` (commit 6366e1e): a 4-step smoke run on a synthetic
+DRIVE. ``expected.json`` holds what that code computed from it. Today's ``evaluate`` and
+``predict`` must load it and give the same numbers (to float tolerance: bf16 inference kernels
+may differ between CPUs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_core.cli import main
+from unet_core.data import write_synthetic_drive
+from unet_core.runs import load_model
+
+FIXTURE = Path(__file__).parent / "fixtures" / "smoke_model_v0"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("v0data")
+    write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
+    return root
+
+
+def test_old_model_file_loads_with_its_config_and_threshold():
+    model, cfg, threshold = load_model(FIXTURE / "model.pt")
+    assert cfg.profile == "smoke" and cfg.patch_size == 32
+    assert threshold == pytest.approx(EXPECTED["threshold"])
+    assert model.in_channels == 3 and model.out_channels == 1
+
+
+def test_old_model_evaluates_to_the_numbers_it_gave_then(fixture_data, tmp_path):
+    out = tmp_path / "metrics.json"
+    code = main(["evaluate", "--checkpoint", str(FIXTURE / "model.pt"), "--data-dir",
+                 str(fixture_data), "--json", str(out)])
+    assert code == 0
+    pooled = json.loads(out.read_text())["pooled"]
+    for key, value in EXPECTED["test_pooled"].items():
+        assert pooled[key] == pytest.approx(value, abs=2e-3), key
+
+
+def test_old_model_predicts_the_probabilities_it_gave_then(fixture_data, tmp_path):
+    image = fixture_data / "DRIVE" / "test" / "images" / f"{EXPECTED['first_test_image']}.tif"
+    code = main(["predict", "--checkpoint", str(FIXTURE / "model.pt"), "--output",
+                 str(tmp_path / "out"), str(image)])
+    assert code == 0
+    prob = np.asarray(Image.open(tmp_path / "out" / f"{image.stem}_prob.png"), np.float64) / 255
+    # 8-bit probabilities: the sum over 72x68 pixels agrees to about half a level per pixel
+    assert prob.sum() == pytest.approx(EXPECTED["first_test_prob_sum"], abs=0.002 * prob.size)

@@ -1,0 +1,92 @@
+"""From a :class:`~unet_core.config.TrainConfig` to the objects a run trains with.
+
+The model (:class:`~unet_core.model.UNet`), the optimiser and schedule
+(:mod:`unet_core.optim`), the patch sampler with its augmentation (:mod:`unet_core.augment`)
+and, for the paper's loss, the weight maps of Eq. 2 (:mod:`unet_core.weights`). Training
+(:mod:`unet_core.train`), loading a model (:mod:`unet_core.runs`) and the benchmarks all build
+through these functions, so a run and its reload cannot disagree. Chapter 5 explains the recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from unet_core.augment import make_augmentation
+from unet_core.config import TrainConfig
+from unet_core.data.sampler import PatchSampler
+from unet_core.data.splits import Example
+from unet_core.model import UNet
+from unet_core.optim import make_optimizer, make_scheduler
+from unet_core.weights import balanced_class_weights, instances_from_membranes, weight_map
+
+
+def out_channels_for(loss: str) -> int:
+    """The paper's two-channel softmax for weighted CE, one sigmoid channel otherwise."""
+    return 2 if loss == "weighted_ce" else 1
+
+
+def build_model(cfg: TrainConfig, in_channels: int) -> UNet:
+    return UNet(
+        in_channels,
+        out_channels_for(cfg.loss),
+        base_channels=cfg.base_channels,
+        depth=cfg.depth,
+        padding=cfg.padding,  # type: ignore[arg-type]
+        batch_norm=cfg.batch_norm,
+        dropout=cfg.dropout,
+    )
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
+    return make_scheduler(cfg.scheduler, optimizer, lr=cfg.lr, steps=cfg.steps,
+                          cycle_momentum=cfg.optimizer == "sgd")
+
+
+def instance_labels(example: Example, cfg: TrainConfig) -> np.ndarray:
+    """Instances for the weight map: connected components of the cell interiors for ISBI
+    (the non-target class, separated by the membranes we segment), of the vessels for DRIVE."""
+    objects = ~example.target if cfg.dataset == "isbi2012" else example.target
+    return instances_from_membranes(objects.astype(np.uint8))
+
+
+def loss_weight_maps(examples: Sequence[Example], cfg: TrainConfig) -> list[np.ndarray]:
+    """The paper's weight maps (Eq. 2), precomputed per image as in the paper (Sec. 3).
+
+    ``w_c`` balances the class frequencies of the whole training set (the paper: "the weight
+    map to balance the class frequencies"), not of each image.
+    """
+    labels = [instance_labels(e, cfg) for e in examples]
+    class_weights = balanced_class_weights(labels)
+    return [weight_map(lab, w0=cfg.w0, sigma=cfg.wmap_sigma, class_weights=class_weights)
+            for lab in labels]
+
+
+def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example]) -> PatchSampler:
+    model.check_size("patch_size", cfg.patch_size)
+    aug_kwargs: dict[str, Any] = {}
+    if cfg.augmentation == "paper":
+        aug_kwargs = {"sigma": cfg.elastic_sigma, "grid": cfg.elastic_grid}
+    transform = make_augmentation(cfg.augmentation, **aug_kwargs)
+    weights = loss_weight_maps(examples, cfg) if cfg.loss == "weighted_ce" else None
+    return PatchSampler(
+        [e.image for e in examples],
+        [e.target for e in examples],
+        None if examples[0].fov is None else [e.fov for e in examples],
+        input_size=cfg.patch_size,
+        output_size=model.output_size(cfg.patch_size),
+        seed=cfg.seed,
+        transform=None if cfg.augmentation == "none" else transform,
+        weights=weights,
+        min_valid_fraction=0.1 if examples[0].fov is not None else 0.0,
+    )

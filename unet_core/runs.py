@@ -1,0 +1,154 @@
+"""Run folders: where a run's files live, how they are written and read back.
+
+A run lives in ``runs/<name>/`` (``$UNET_RUNS_DIR``, default ``./runs``):
+
+* ``config.json``: the :class:`~unet_core.config.TrainConfig`;
+* ``history.csv``: one row per validation pass (step, minutes, loss, learning rate, metrics);
+* ``checkpoint.pt``: model, optimiser, scheduler, step, history and every RNG state, written
+  atomically at every validation pass (``weights_only`` loadable);
+* ``model.pt``: the final weights with the config and the chosen threshold (for ``predict``);
+* ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI) and
+  ``threshold_choice``, how the threshold was chosen;
+* ``curves.png``: loss and validation metrics against minutes of training (drawn by the
+  caller of :func:`unet_core.train.train`: the command line, the book).
+
+Every file is written through :mod:`unet_core.atomic`. Chapter 5 explains the run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unet_core.atomic import write_json, write_text
+from unet_core.checkpoint import load_checkpoint, save_checkpoint
+from unet_core.config import TrainConfig
+from unet_core.model import UNet
+from unet_core.recipe import build_model
+
+RUNS_DIR_ENV = "UNET_RUNS_DIR"
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+METRICS = "metrics.json"
+CONFIG = "config.json"
+HISTORY = "history.csv"
+HISTORY_FIELDS = ("step", "minutes", "loss", "lr", "val_auc_roc", "val_f1", "val_loss")
+
+
+def runs_dir() -> Path:
+    """Where runs live: ``$UNET_RUNS_DIR`` if set, else ``./runs``."""
+    return Path(os.environ.get(RUNS_DIR_ENV, "./runs"))
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.dataset}-{cfg.profile}-{cfg.key()}"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: TrainConfig
+    steps: int
+    train_minutes: float
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    synthetic: bool
+    resumed_from: int | None = None
+    stopped_by: str = "steps"
+
+
+# -- writing ----------------------------------------------------------------------------------
+def write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    write_json(run_dir / CONFIG, cfg.to_dict(), indent=2)
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buf.getvalue())
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    write_json(run_dir / METRICS, finite(metrics), indent=1)
+
+
+def save_model(run_dir: Path, model: UNet, cfg: TrainConfig, in_channels: int,
+               threshold: float) -> None:
+    """``model.pt``: what ``predict`` and ``evaluate`` need, and nothing else."""
+    save_checkpoint(run_dir / MODEL, {
+        "model": model.state_dict(), "config": cfg.to_dict(), "in_channels": in_channels,
+        "threshold": threshold, "format": 1,
+    })
+
+
+def finite(obj: Any) -> Any:
+    """JSON has no NaN: map non-finite floats to None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+# -- reading ----------------------------------------------------------------------------------
+def read_history(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Config fields that differ (device and threads never change a result)."""
+    skip = {"device", "threads", *ignore}
+    return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
+
+
+def load_model(path: str | Path) -> tuple[UNet, TrainConfig, float]:
+    """Load ``model.pt`` (or a ``checkpoint.pt``): the model, its config and its threshold."""
+    state = load_checkpoint(path)
+    for key in ("model", "config", "in_channels"):
+        if key not in state:
+            raise ValueError(f"{path} is not a unet_core model file: it has no {key!r} entry")
+    cfg = TrainConfig.from_dict(state["config"])
+    model = build_model(cfg, int(state["in_channels"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, cfg, float(state.get("threshold", cfg.threshold))
+
+
+def finished_run(run_dir: str | Path, cfg: TrainConfig,
+                 ignore: Iterable[str] = ()) -> RunResult | None:
+    """The finished run in ``run_dir`` if its config equals ``cfg`` (but for ``ignore``).
+
+    Returns ``None`` when the run is missing or unfinished; raises ``ValueError`` when a
+    finished run with another config sits there (pick another run name).
+    """
+    run_dir = Path(run_dir)
+    metrics_path, config_path = run_dir / METRICS, run_dir / CONFIG
+    if not (metrics_path.exists() and (run_dir / MODEL).exists() and config_path.exists()):
+        return None
+    stored = json.loads(config_path.read_text())
+    diff = config_diff(stored, cfg.to_dict(), ignore)
+    if diff:
+        raise ValueError(
+            f"{run_dir} holds a finished run with another config ({', '.join(diff)} differ); "
+            "choose another run_name or delete that directory"
+        )
+    metrics = json.loads(metrics_path.read_text())
+    return RunResult(run_dir, TrainConfig.from_dict(stored), int(metrics["steps"]),
+                     float(metrics["train_minutes"]), metrics,
+                     read_history(run_dir / HISTORY), bool(metrics["synthetic"]),
+                     None, str(metrics.get("stopped_by", "steps")))
