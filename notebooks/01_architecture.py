@@ -49,7 +49,15 @@ from unet_book.architecture import (
     receptive_windows,
     trace_shapes,
 )
-from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
+from unet_book.source import show_source
+from unet_core.model import (
+    DoubleConv,
+    UNet,
+    center_crop,
+    count_conv_layers,
+    count_parameters,
+    receptive_field,
+)
 
 _ = torch.manual_seed(0)  # the weights are random; nothing below depends on their values
 
@@ -66,6 +74,27 @@ _ = torch.manual_seed(0)  # the weights are random; nothing below depends on the
 # %% tags=["hide-output"]
 net = UNet(1, 2, 64, 4, "valid")
 print(net)
+
+# %% [markdown]
+# ### The code
+#
+# The network is a few dozen lines of `unet_core/model.py`, shown here from the source that
+# runs: the book includes it with `inspect.getsource`, so the page and the library cannot
+# drift apart. A level of the U is a `DoubleConv`, two 3x3 convolutions each followed by a
+# ReLU; the paper's convolutions are unpadded, and the batch normalisation that the option
+# inserts is not in the paper (it appeared a year later).
+
+# %%
+show_source(DoubleConv)
+
+# %% [markdown]
+# `forward` is the whole of Fig. 1: down the contracting path, keeping each level's output
+# for its skip connection; drop-out at the bottom ("at the end of the contracting path",
+# Sec. 3.1); then up, one up-convolution, crop-and-copy, concatenation and double
+# convolution per level; and the final 1x1 convolution. The comments give the shapes.
+
+# %%
+show_source(UNet.forward)
 
 # %% [markdown]
 # ## Following a tile through the network
@@ -128,6 +157,13 @@ assert rows[-1].op == OP_CONV1 and rows[-1].out_shape == (2, 388, 388)
 
 # %% mystnb={"markdown_format": "gfm"}
 Markdown(crop_table(rows))
+
+# %% [markdown]
+# The crop itself is `center_crop`, called in `forward` on every skip connection (with same
+# padding the two maps already agree and it cuts nothing):
+
+# %%
+show_source(center_crop)
 
 # %% [markdown]
 # The crops grow quickly towards the top of the U. At level 3, the two convolutions at the

@@ -59,10 +59,11 @@ from unet_book.padding import (
     train_briefly,
 )
 from unet_book.plotting import plot_border_effect, plot_crop_and_copy, plot_tile_grid, show
+from unet_book.source import show_source
 from unet_book.tables import markdown_table
 from unet_core.data import load_drive, resolve_dataset
 from unet_core.model import UNet, receptive_field
-from unet_core.tiling import plan_axis, predict_tiled
+from unet_core.tiling import mirror_indices, plan_axis, predict_tiled
 
 chapter_started = time.perf_counter()
 _ = torch.manual_seed(0)
@@ -313,6 +314,27 @@ for ax, tile, chosen in ((axes[1], 572, [(0, 0), (1, 1)]), (axes[2], 316, [(0, 0
 fig.tight_layout()
 plt.show()
 assert [len(p.starts) for p in plans[572]] == [2, 2] and plans[572][0].stride == 384
+
+# %% [markdown]
+# ### The code
+#
+# The mirror extrapolation is an index computation: `mirror_indices` maps the rows (or
+# columns) of an input window, which may reach outside the image, to rows inside it,
+# reflecting about the border pixel without repeating it. A tile is then read with one
+# fancy-indexing operation, however far it reaches out.
+
+# %%
+show_source(mirror_indices)
+
+# %% [markdown]
+# `predict_tiled` plans the tiles along each axis (`plan_axis`: output windows that cover the
+# image, advancing by a multiple of `2**depth`), runs the network on batches of mirrored input
+# windows, and writes each tile's output into its place (valid padding) or blends the
+# overlapping outputs with a Hann window (same padding). Test-time augmentation averages the
+# logits over flips (or the eight symmetries of the square).
+
+# %%
+show_source(predict_tiled)
 
 # %% [markdown]
 # Mirroring reflects about the border pixel without repeating it, so the image continues

@@ -39,7 +39,7 @@
 #
 # The deformation is `unet_core.augment`: `coarse_displacements` draws the vectors,
 # `displacement_field` interpolates them, `warp` resamples, and `elastic_deform` does all three.
-# The figures and the strain measurements come from `unet_core.augment_plots`.
+# The figures and the strain measurements come from `unet_book.augment_plots`.
 
 # %%
 import time
@@ -63,6 +63,7 @@ from unet_book.augment_plots import (
     plot_strain_vs_size,
 )
 from unet_book.plotting import show
+from unet_book.source import show_source
 from unet_book.tables import markdown_table
 from unet_core.augment import (
     coarse_displacements,
@@ -191,6 +192,16 @@ show(axes[2], checkers, "checkerboard (64 px), warped", cmap="gray")
 show(axes[3], deformed, "slice, warped", cmap="gray")
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### The code
+#
+# `elastic_deform` in the library, shown from the source that runs: the three steps above,
+# with the image resampled by a cubic spline and every mask by nearest neighbour at the same
+# positions (next section).
+
+# %%
+show_source(elastic_deform)
 
 # %% [markdown]
 # ## Image and masks move together

@@ -34,7 +34,7 @@
 # weighted loss puts its mass.
 #
 # The computations are `unet_core.weights` (Eq. 2) and `unet_core.losses` (Eq. 1); the
-# figures are drawn by `unet_core.weight_plots`. Every number in the text is printed by a
+# figures are drawn by `unet_book.weight_plots`. Every number in the text is printed by a
 # code cell, and the key facts are checked by `assert`s.
 
 # %%
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
+from unet_book.source import show_source
 from unet_book.tables import markdown_table
 from unet_book.weight_plots import (
     Panel,
@@ -125,6 +126,25 @@ W0, SIGMA = 10.0, 5.0  # the paper: "we set w0 = 10 and sigma ~ 5 pixels"
 # kept apart by a border of background only a few pixels wide. Getting one of those pixels
 # wrong costs next to nothing in an unweighted pixel-wise loss, yet merges two cells. The
 # separation term makes exactly these pixels expensive.
+
+# %% [markdown]
+# ### The code
+#
+# {eq}`eq-weighted-energy` in the library: a soft-max cross-entropy per pixel, multiplied by
+# the weight map, averaged over the pixels that count (the `mask`, for example DRIVE's field
+# of view). The same function accepts a one-channel sigmoid output (then the soft-max over two
+# classes is the sigmoid).
+
+# %%
+show_source(weighted_cross_entropy)
+
+# %% [markdown]
+# {eq}`eq-weight-map` is `weight_map`: the class-balancing term $w_c$ plus the separation
+# term, computed from the distances to the nearest and second-nearest cell
+# (`distance_maps`). The sections below take it apart on ISBI 2012.
+
+# %%
+show_source(weight_map)
 
 # %% [markdown]
 # ## ISBI 2012 labels as cell instances

@@ -48,8 +48,10 @@ from IPython.display import Markdown, display
 
 from unet_book.experiments import collect_parameters, load_or_train, notebook_config
 from unet_book.results import describe_threshold, plot_history
+from unet_book.source import show_source
 from unet_book.tables import markdown_table
 from unet_core.config import PROFILES, TrainConfig
+from unet_core.train import train_step
 
 _names_before = set(globals())
 
@@ -95,6 +97,19 @@ display(Markdown(markdown_table(
     [[f, *(str(getattr(c, f)) for c in profiles.values()), f"**{getattr(cfg, f)}**"]
      for f in differing],
 )))
+
+# %% [markdown]
+# ## The training step
+#
+# Each step draws a batch of random patches (with their mirrored context, their augmentation
+# and, for the paper's loss, their weight maps; `unet_core.data.sampler.PatchSampler`) and
+# calls `train_step`: the forward pass under bf16 autocast when the profile asks for it, the
+# loss in fp32, and one optimiser step, skipped when the loss is not finite (the run then
+# stops with the last good checkpoint kept). The loop around it (`unet_core.train.train`)
+# adds the schedule, validation passes, checkpoints and the final evaluation.
+
+# %%
+show_source(train_step)
 
 # %% [markdown]
 # ## Train (or load the finished run)
@@ -153,7 +168,12 @@ display(Markdown(
                      [[kind, *(f"{test[kind][n]:.4f}" for n in names)]
                       for kind in ("pooled", "mean")])
 ))
-assert 0.0 <= test["pooled"]["auc_roc"] <= 1.0
+pooled = test["pooled"]
+# F1 is the harmonic mean of precision and sensitivity at the chosen threshold
+assert abs(pooled["f1"] - 2 * pooled["precision"] * pooled["sensitivity"]
+           / (pooled["precision"] + pooled["sensitivity"])) < 1e-9
+if not result.synthetic and cfg.profile != "smoke":  # a trained model on the real DRIVE
+    assert pooled["auc_roc"] > 0.97, pooled["auc_roc"]
 
 # %% [markdown]
 # ## Artifacts of the run

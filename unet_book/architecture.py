@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from unet_book.tables import markdown_table
 from unet_core.model import UNet
@@ -102,6 +103,131 @@ def _numel(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def _batch_norm_params(model: UNet) -> dict[nn.Module, int]:
+    """Parameters of every BatchNorm, credited to the convolution before it.
+
+    One row per Fig. 1 arrow: "conv 3x3, BN, ReLU" counts the BatchNorm with its convolution.
+    """
+    extra: dict[nn.Module, int] = {}
+    for block in [*model.down, *model.up_conv]:
+        last_conv: nn.Module | None = None
+        for layer in block:
+            if isinstance(layer, nn.Conv2d):
+                last_conv = layer
+            elif isinstance(layer, nn.BatchNorm2d) and last_conv is not None:
+                extra[last_conv] = extra.get(last_conv, 0) + _numel(layer)
+    return extra
+
+
+def _op_name(module: nn.Module, batch_norm: Collection[nn.Module]) -> str:
+    """The Fig. 1 name of a traced module (``batch_norm``: convolutions followed by BN)."""
+    if isinstance(module, nn.ConvTranspose2d):
+        return OP_UPCONV
+    if isinstance(module, nn.Conv2d):
+        if module.kernel_size == (1, 1):
+            return OP_CONV1
+        return OP_CONV3_BN if module in batch_norm else OP_CONV3
+    if isinstance(module, nn.MaxPool2d):
+        return OP_POOL
+    return OP_DROPOUT
+
+
+def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of a convolution for one image (0 for anything else)."""
+    if isinstance(module, nn.ConvTranspose2d):  # every input pixel meets the whole kernel
+        return int(inp.shape[2] * inp.shape[3] * module.weight.numel())
+    if isinstance(module, nn.Conv2d):  # every output pixel meets the whole kernel
+        return int(out.shape[2] * out.shape[3] * module.weight.numel() // module.groups)
+    return 0
+
+
+_TRACED = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.Dropout2d)
+
+
+class _Tracer:
+    """The hooks of :func:`trace_shapes` and the rows they record.
+
+    Pre-hooks on the blocks tell where in the U the pass is (path and level); forward hooks on
+    the traced modules append one row per operation; the contracting blocks' outputs are
+    remembered so that the pre-hook of each expanding block can read off the copy-and-crop.
+    """
+
+    def __init__(self, model: UNet, input_shape: Shape) -> None:
+        self.names = {m: name for name, m in model.named_modules()}
+        self.extra = _batch_norm_params(model)
+        self.rows: list[TraceRow] = [TraceRow(OP_INPUT, "", "input", 0, None, input_shape)]
+        self.path, self.level = "contracting", 0
+        self.skips: dict[int, Shape] = {}
+
+    def register(self, model: UNet) -> list[RemovableHandle]:
+        """Put every hook on ``model``; the caller removes the returned handles."""
+        depth = model.depth
+        handles = []
+        for i, block in enumerate(model.down):
+            path = "bottom" if i == depth else "contracting"
+            handles.append(block.register_forward_pre_hook(self.enter(path, i)))
+            handles.append(block.register_forward_hook(self.remember_skip(i)))
+        for i, (up, block) in enumerate(zip(model.up, model.up_conv, strict=True)):
+            level = depth - 1 - i
+            handles.append(up.register_forward_pre_hook(self.enter("expanding", level)))
+            handles.append(block.register_forward_pre_hook(self.crop_and_concat(level)))
+        handles.append(model.head.register_forward_pre_hook(self.enter("output", 0)))
+        for m in model.modules():
+            if isinstance(m, _TRACED):
+                handles.append(m.register_forward_hook(self.record))
+        return handles
+
+    def enter(self, path: str, level: int) -> Callable[..., None]:
+        """Pre-hook: the pass enters ``path`` at ``level``."""
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            self.path, self.level = path, level
+
+        return hook
+
+    def record(self, module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        """Forward hook: one row for a convolution, pooling, up-convolution or drop-out."""
+        op = _op_name(module, self.extra)
+        path, level = self.path, self.level
+        if op == OP_POOL:  # a max-pool leads one level down the contracting path
+            path, level = "contracting", level + 1
+        params = _numel(module) + self.extra.get(module, 0)
+        self.rows.append(TraceRow(op, self.names[module], path, level, _shape(args[0]),
+                                  _shape(out), params, _macs(module, args[0], out)))
+
+    def remember_skip(self, level: int) -> Callable[..., None]:
+        """Forward hook: keep the shape of the contracting map of ``level``."""
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            self.skips[level] = _shape(out)
+
+        return hook
+
+    def crop_and_concat(self, level: int) -> Callable[..., None]:
+        """Pre-hook of an expanding block: a crop row and a concatenation row."""
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            cat = _shape(args[0])
+            up = self.rows[-1].out_shape  # the up-convolution that just ran
+            skip = self.skips[level]
+            if skip[0] + up[0] != cat[0] or up[1:] != cat[1:]:
+                raise RuntimeError(f"unexpected concatenation {skip} + {up} -> {cat}")
+            cropped = (skip[0], cat[1], cat[2])
+            self.rows.append(TraceRow(OP_CROP, f"down.{level}", "expanding", level, skip,
+                                      cropped))
+            self.rows.append(TraceRow(OP_CONCAT, "", "expanding", level, None, cat))
+
+        return hook
+
+
+def _run_in_eval(model: nn.Module, x: torch.Tensor) -> None:
+    """One forward pass in eval mode without gradients; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+
+
 def trace_shapes(model: UNet, input_size: int | tuple[int, int] = 572) -> list[TraceRow]:
     """Run ``model`` once on an ``input_size`` image and record every Fig. 1 operation.
 
@@ -126,93 +252,14 @@ def trace_shapes(model: UNet, input_size: int | tuple[int, int] = 572) -> list[T
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     param = next(model.parameters())
     x = torch.zeros(1, model.in_channels, h, w, dtype=param.dtype, device=param.device)
-    names = {m: name for name, m in model.named_modules()}
-    depth = model.depth
-
-    # Parameters of a BatchNorm belong to the convolution before it (one row per Fig. 1 arrow).
-    extra: dict[nn.Module, int] = {}
-    for block in [*model.down, *model.up_conv]:
-        last_conv: nn.Module | None = None
-        for layer in block:
-            if isinstance(layer, nn.Conv2d):
-                last_conv = layer
-            elif isinstance(layer, nn.BatchNorm2d) and last_conv is not None:
-                extra[last_conv] = extra.get(last_conv, 0) + _numel(layer)
-
-    rows: list[TraceRow] = [TraceRow(OP_INPUT, "", "input", 0, None, _shape(x))]
-    state = {"path": "contracting", "level": 0}
-    skips: dict[int, Shape] = {}
-
-    def enter(path: str, level: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            state["path"], state["level"] = path, level
-
-        return hook
-
-    def record(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        path, level = str(state["path"]), int(state["level"])
-        if isinstance(module, nn.ConvTranspose2d):
-            op = OP_UPCONV
-        elif isinstance(module, nn.Conv2d):
-            op = OP_CONV1 if module.kernel_size == (1, 1) else OP_CONV3
-            if op == OP_CONV3 and module in extra:
-                op = OP_CONV3_BN
-        elif isinstance(module, nn.MaxPool2d):
-            op, path, level = OP_POOL, "contracting", level + 1
-        else:
-            op = OP_DROPOUT
-        params = _numel(module) + extra.get(module, 0)
-        macs = 0
-        if isinstance(module, nn.ConvTranspose2d):  # every input pixel meets the whole kernel
-            macs = args[0].shape[2] * args[0].shape[3] * module.weight.numel()
-        elif isinstance(module, nn.Conv2d):  # every output pixel meets the whole kernel
-            macs = out.shape[2] * out.shape[3] * module.weight.numel() // module.groups
-        rows.append(TraceRow(op, names[module], path, level, _shape(args[0]), _shape(out),
-                             params, int(macs)))
-
-    def remember_skip(level: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            skips[level] = _shape(out)
-
-        return hook
-
-    def crop_and_concat(level: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            cat = _shape(args[0])
-            up = rows[-1].out_shape  # the up-convolution that just ran
-            skip = skips[level]
-            if skip[0] + up[0] != cat[0] or up[1:] != cat[1:]:
-                raise RuntimeError(f"unexpected concatenation {skip} + {up} -> {cat}")
-            cropped = (skip[0], cat[1], cat[2])
-            rows.append(TraceRow(OP_CROP, f"down.{level}", "expanding", level, skip, cropped))
-            rows.append(TraceRow(OP_CONCAT, "", "expanding", level, None, cat))
-
-        return hook
-
-    handles = []
-    for i, block in enumerate(model.down):
-        path = "bottom" if i == depth else "contracting"
-        handles.append(block.register_forward_pre_hook(enter(path, i)))
-        handles.append(block.register_forward_hook(remember_skip(i)))
-    for i, (up, block) in enumerate(zip(model.up, model.up_conv, strict=True)):
-        level = depth - 1 - i
-        handles.append(up.register_forward_pre_hook(enter("expanding", level)))
-        handles.append(block.register_forward_pre_hook(crop_and_concat(level)))
-    handles.append(model.head.register_forward_pre_hook(enter("output", 0)))
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.MaxPool2d | nn.Dropout2d):
-            handles.append(m.register_forward_hook(record))
-
-    was_training = model.training
-    model.eval()
+    tracer = _Tracer(model, _shape(x))
+    handles = tracer.register(model)
     try:
-        with torch.no_grad():
-            model(x)
+        _run_in_eval(model, x)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
-    return rows
+    return tracer.rows
 
 
 def _fmt_shape(shape: Shape | None) -> str:

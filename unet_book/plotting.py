@@ -7,7 +7,7 @@
 * :func:`plot_crop_and_copy`: real encoder feature maps with the centre window that
   crop-and-copy concatenates to the decoder (paper Fig. 1, grey arrows).
 * :func:`plot_border_effect`: tile-versus-reference discrepancy against distance to the tile
-  border (see :func:`unet_core.padding.border_effect`).
+  border (see :func:`unet_book.padding.border_effect`).
 """
 
 from __future__ import annotations

@@ -419,7 +419,7 @@ def describe_machine() -> str:
 @dataclass(frozen=True)
 class Panel:
     """One map of :func:`plot_maps`: a title, an ``(H, W)`` or ``(H, W, 3)`` array and how to
-    colour it (the keywords of :func:`unet_core.plotting.show`)."""
+    colour it (the keywords of :func:`unet_book.plotting.show`)."""
 
     title: str
     data: np.ndarray = field(repr=False)
@@ -515,7 +515,7 @@ def plot_profile_map(
     """Show ``image`` around ``profile.point`` (``radius`` px each way) with the profile line.
 
     The crop is clipped to the image; the axes use image coordinates, so the line is drawn at
-    its true position. ``style`` goes to :func:`unet_core.plotting.show` (``cmap``, ``vmin``,
+    its true position. ``style`` goes to :func:`unet_book.plotting.show` (``cmap``, ``vmin``,
     ...). Returns the ``(rows, cols)`` window shown.
     """
     image = np.asarray(image)

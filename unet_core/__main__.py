@@ -1,4 +1,7 @@
-"""``python -m unet_core train|evaluate|predict``."""
+"""``python -m unet_core train|evaluate|predict``.
+
+Chapter 5 (training) shows the commands.
+"""
 
 from unet_core.cli import main
 

@@ -5,6 +5,8 @@ flushes it to disk (``fsync``) and renames it over the destination (``os.replace
 POSIX and Windows). A process killed mid-write leaves the previous file intact and no
 half-written destination; the temporary file (``.<name>.<random>.tmp``) is removed on any error.
 The thin wrappers below are the only writers the package uses.
+
+Chapter 5 (training) describes the run folder these writers fill.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ the sum of the weights ``sum w(x)``: that sum depends on the image content (how 
 gaps between touching cells a tile contains), so dividing by it would undo part of the emphasis
 that the weight map of Eq. 2 is meant to add, and would no longer be a constant rescaling of
 the paper's objective.
+
+Explained in chapter 4 (the loss and its weight map); chapter 6 measures the choice of loss.
 """
 
 from __future__ import annotations

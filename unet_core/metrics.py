@@ -84,6 +84,8 @@ is therefore one single segment: binarise it first.)
 
 Stacks ``(N, H, W)`` are scored slice by slice in 2-D (the challenge's task is 2-D) and the
 per-slice values are averaged.
+
+Explained in chapter 6 (results, DRIVE) and chapter 7 (ISBI 2012 membranes).
 """
 
 from __future__ import annotations

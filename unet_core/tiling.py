@@ -25,6 +25,8 @@ that its own border pixels are also covered by the interior of a tile.
 Memory is bounded by the tile: tiles are gathered one batch at a time from the (mirror-indexed)
 image, so a 4000 x 4000 image never needs whole-image activations; only the ``(C, H, W)``
 output (and, for same padding, one weight map) is held for the whole image.
+
+Explained in chapter 2 (padding and the overlap-tile strategy).
 """
 
 from __future__ import annotations

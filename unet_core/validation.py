@@ -1,4 +1,7 @@
-"""Argument checks shared by the package: one wording for every "not one of the choices"."""
+"""Argument checks shared by the package: one wording for every "not one of the choices".
+
+Used by every module that takes a choice; no chapter of its own.
+"""
 
 from __future__ import annotations
 

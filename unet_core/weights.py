@@ -44,6 +44,8 @@ Definitions and choices (the paper does not fix them):
   :func:`weight_map` the radius is ``sigma * sqrt(2 * ln(w0 / 1e-6))`` (28 px for the paper's
   values): wherever ``d1 + d2`` exceeds it the separation term is below 1e-6, so the result
   differs from the exact one by less than 1e-6 everywhere (before rounding to float32).
+
+Explained in chapter 4 (the loss and its weight map).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for unet_core.augment_plots: the strain measurements and the data each figure draws."""
+"""Tests for unet_book.augment_plots: the strain measurements and the data each figure draws."""
 
 from __future__ import annotations
 

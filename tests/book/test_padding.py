@@ -1,4 +1,4 @@
-"""Valid versus same padding, measured (unet_core.padding; chapter 2)."""
+"""Valid versus same padding, measured (unet_book.padding; chapter 2)."""
 
 from __future__ import annotations
 

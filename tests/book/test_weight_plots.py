@@ -1,4 +1,4 @@
-"""Tests for unet_core.weight_plots: the figure data of the weight-map chapter, and the figures."""
+"""Tests for unet_book.weight_plots: the figure data of the weight-map chapter, and the figures."""
 
 from __future__ import annotations
 

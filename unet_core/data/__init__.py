@@ -11,6 +11,8 @@ Modules, one concern each:
   stand-ins, written in the real layouts.
 * :mod:`.resolve` -- :func:`resolve_dataset`: real data if present, else the cached stand-in.
 * :mod:`.sampler` -- :class:`PatchSampler`: random training patches with mirrored context.
+
+The chapters load their data through these modules; chapter 5 explains the splits.
 """
 
 from unet_core.data.drive import DRIVE_SPLITS, DriveSample, load_drive

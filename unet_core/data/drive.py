@@ -15,6 +15,8 @@ official layout under ``root`` (the ``DRIVE`` folder itself)::
 mask its image), that the sizes agree, and binarises the masks (rules in
 :mod:`unet_core.data.imageio`). Files are matched by their numeric id (``21`` in
 ``21_training.tif``) and samples are sorted by it.
+
+Used from chapter 2 on; chapter 5 trains and chapter 6 evaluates on it.
 """
 
 from __future__ import annotations

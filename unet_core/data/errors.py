@@ -5,6 +5,8 @@ without its mask, an empty folder) raises :class:`DataError`, whose message name
 says what was expected. Bad *arguments* (an unknown split or data-set name) raise a plain
 ``ValueError`` listing the valid choices; ``DataError`` is a ``ValueError`` too, so one
 ``except ValueError`` catches both.
+
+Every chapter's data loading raises it; no chapter of its own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Smooth random fields, the texture and warping primitive of the synthetic data generators."""
+"""Smooth random fields, the texture and warping primitive of the synthetic data generators.
+
+Used by the synthetic stand-ins only; no chapter of its own.
+"""
 
 from __future__ import annotations
 

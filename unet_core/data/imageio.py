@@ -30,6 +30,9 @@ Every other mode (CMYK, YCbCr, ...) raises.
 Truncated files are detected because the whole file is decoded (``Image.load``), which fails
 on missing bytes, unless some other code has set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` to
 True (this module never does).
+
+Used by every chapter that reads files; chapter 8 reads a reader's own image with
+:func:`read_image`.
 """
 
 from __future__ import annotations

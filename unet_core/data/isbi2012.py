@@ -18,6 +18,8 @@ Naming: the challenge's labels are *cell-interior* maps (255 = interior). The sa
 the complement, ``membranes``, True on boundary pixels (label 0): the thin class that the
 paper's weighted loss emphasises, and the positive class of the book's metrics.
 :attr:`IsbiSample.labels` gives back the challenge convention.
+
+Used in chapter 4 (the weight map) and chapter 7 (membranes).
 """
 
 from __future__ import annotations

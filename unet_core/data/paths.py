@@ -1,4 +1,7 @@
-"""Where the data sets live: one setting, the ``UNET_DATA_DIR`` environment variable."""
+"""Where the data sets live: one setting, the ``UNET_DATA_DIR`` environment variable.
+
+The README's "Data" section and the Reproduce page explain the setting.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 ``CHANNELS`` are the input choices a config can make (``TrainConfig.channels``); the data
 splits (:mod:`unet_core.data.splits`) and ``predict`` (:mod:`unet_core.predict`) both convert
 through :func:`prepare_image`, so a photograph is seen exactly as the training images were.
+
+Chapter 5 (training) explains the input channels.
 """
 
 from __future__ import annotations

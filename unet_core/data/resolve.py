@@ -8,6 +8,8 @@ completion marker matches the generator options. Whenever synthetic data is retu
 visible by default, can be filtered (``warnings.simplefilter("ignore",
 SyntheticDataWarning)``) and is captured by pytest; numbers from synthetic data are not
 DRIVE or ISBI results.
+
+Every chapter says whether it used the real data or the stand-in.
 """
 
 from __future__ import annotations

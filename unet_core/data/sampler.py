@@ -82,6 +82,88 @@ def _scale_of(image: np.ndarray) -> float:
     raise ValueError(f"images must be uint8, uint16 or float (in [0, 1]), got {image.dtype}")
 
 
+def _check_arguments(
+    images: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    fovs: Sequence[np.ndarray] | None,
+    weights: Sequence[np.ndarray] | None,
+    border: str,
+    min_valid_fraction: float,
+) -> None:
+    """Check the border rule, that there is one target (FOV, weight map) per image, and the
+    minimum valid fraction."""
+    _check_choice("border", border, BORDERS)
+    if len(images) == 0:
+        raise ValueError("PatchSampler needs at least one image")
+    if len(targets) != len(images) or (fovs is not None and len(fovs) != len(images)):
+        raise ValueError(
+            f"got {len(images)} images, {len(targets)} targets and "
+            f"{'no' if fovs is None else len(fovs)} FOV masks: expected one of each per image"
+        )
+    if weights is not None and len(weights) != len(images):
+        raise ValueError(
+            f"got {len(images)} images and {len(weights)} weight maps: expected one per image"
+        )
+    if not 0.0 <= min_valid_fraction <= 1.0:
+        raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction!r}")
+
+
+def _as_hwc(i: int, image: np.ndarray, channels: int | None) -> np.ndarray:
+    """Image ``i`` as ``(H, W, C)``; it must have ``channels`` channels (any if None)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ValueError(f"image {i} has shape {image.shape}: expected (H, W) or (H, W, C)")
+    channels = image.shape[2] if channels is None else channels
+    if image.shape[2] != channels:
+        raise ValueError(f"image {i} has {image.shape[2]} channels, image 0 has {channels}")
+    return image
+
+
+def _as_target(i: int, target: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Target ``i`` as an integer class map (boolean masks become uint8 0/1)."""
+    target = np.asarray(target)
+    if target.shape != shape:
+        raise ValueError(f"target {i} has shape {target.shape}, expected {shape}")
+    if target.dtype == bool:
+        target = target.astype(np.uint8)
+    elif not np.issubdtype(target.dtype, np.integer):
+        raise ValueError(f"target {i} has dtype {target.dtype}: expected bool or integer")
+    return target
+
+
+def _as_valid(i: int, fov: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Valid-pixel mask of image ``i``: its FOV mask, or everything without one."""
+    valid = np.ones(shape, bool)
+    if fov is not None:
+        fov = np.asarray(fov)
+        if fov.shape != shape:
+            raise ValueError(f"FOV mask {i} has shape {fov.shape}, expected {shape}")
+        valid = fov.astype(bool)
+    return valid
+
+
+def _as_weight_map(i: int, weight: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Weight map ``i`` as float32, checked to be finite and non-negative."""
+    wmap = np.asarray(weight, dtype=np.float32)
+    if wmap.shape != shape:
+        raise ValueError(f"weight map {i} has shape {wmap.shape}, expected {shape}")
+    if not np.isfinite(wmap).all() or wmap.min() < 0:
+        raise ValueError(f"weight map {i} must be finite and non-negative")
+    return wmap
+
+
+def _channel_stats(
+    image: np.ndarray, valid: np.ndarray, channels: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation (>= 1e-6) over the valid pixels (all if none)."""
+    pixels = image[valid] if valid.any() else image.reshape(-1, channels)
+    pixels = pixels.astype(np.float64) * scale
+    return (pixels.mean(0).astype(np.float32),
+            np.maximum(pixels.std(0), 1e-6).astype(np.float32))
+
+
 class PatchSampler:
     """Draw random (input patch, centred target patch, valid mask) triples from images.
 
@@ -126,20 +208,7 @@ class PatchSampler:
         min_valid_fraction: float = 0.0,
         border: Literal["inside", "overhang"] = "inside",
     ) -> None:
-        _check_choice("border", border, BORDERS)
-        if len(images) == 0:
-            raise ValueError("PatchSampler needs at least one image")
-        if len(targets) != len(images) or (fovs is not None and len(fovs) != len(images)):
-            raise ValueError(
-                f"got {len(images)} images, {len(targets)} targets and "
-                f"{'no' if fovs is None else len(fovs)} FOV masks: expected one of each per image"
-            )
-        if weights is not None and len(weights) != len(images):
-            raise ValueError(
-                f"got {len(images)} images and {len(weights)} weight maps: expected one per image"
-            )
-        if not 0.0 <= min_valid_fraction <= 1.0:
-            raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction!r}")
+        _check_arguments(images, targets, fovs, weights, border, min_valid_fraction)
         self.input_size = _pair(input_size, "input_size")
         self.output_size = _pair(
             input_size if output_size is None else output_size, "output_size"
@@ -155,9 +224,7 @@ class PatchSampler:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
-        # How far a target window may hang over the image edge (top/left, bottom/right).
-        over = border == "overhang"
-        hang = ((oh // 2, oh - 1 - oh // 2), (ow // 2, ow - 1 - ow // 2)) if over else ((0, 0),) * 2
+        hang = self._overhang()
         # Padding = context margin + overhang; input-window top-left then runs over
         # 0 .. H - oh + hang_top + hang_bottom in padded coordinates.
         self._pad = (
@@ -174,59 +241,65 @@ class PatchSampler:
         self._eligible: list[np.ndarray | None] = []
         channels = None
         for i, image in enumerate(images):
-            image = np.asarray(image)
-            if image.ndim == 2:
-                image = image[:, :, None]
-            if image.ndim != 3:
-                raise ValueError(f"image {i} has shape {image.shape}: expected (H, W) or (H, W, C)")
-            channels = image.shape[2] if channels is None else channels
-            if image.shape[2] != channels:
-                raise ValueError(f"image {i} has {image.shape[2]} channels, image 0 has {channels}")
-            h, w = image.shape[:2]
-            target = np.asarray(targets[i])
-            if target.shape != (h, w):
-                raise ValueError(f"target {i} has shape {target.shape}, expected {(h, w)}")
-            if target.dtype == bool:
-                target = target.astype(np.uint8)
-            elif not np.issubdtype(target.dtype, np.integer):
-                raise ValueError(f"target {i} has dtype {target.dtype}: expected bool or integer")
-            valid = np.ones((h, w), bool)
-            if fovs is not None:
-                fov = np.asarray(fovs[i])
-                if fov.shape != (h, w):
-                    raise ValueError(f"FOV mask {i} has shape {fov.shape}, expected {(h, w)}")
-                valid = fov.astype(bool)
-            npos = (h - oh + sum(hang[0]) + 1, w - ow + sum(hang[1]) + 1)
-            if npos[0] < 1 or npos[1] < 1:
-                raise ValueError(
-                    f"image {i} is {h}x{w}, smaller than the {oh}x{ow} target window: use "
-                    "border='overhang' or a smaller output_size"
-                )
-            scale = _scale_of(image)
-            chw = np.ascontiguousarray(np.moveaxis(image, 2, 0))
-            if np.issubdtype(chw.dtype, np.floating):
-                chw = chw.astype(np.float32, copy=False)
-            self._images.append(np.pad(chw, ((0, 0), *self._pad), mode="reflect"))
-            self._targets.append(np.pad(target, self._pad, mode="reflect"))
-            self._valid.append(np.pad(valid, self._pad, mode="constant", constant_values=False))
-            if self._wmaps is not None:
-                assert weights is not None
-                wmap = np.asarray(weights[i], dtype=np.float32)
-                if wmap.shape != (h, w):
-                    raise ValueError(f"weight map {i} has shape {wmap.shape}, expected {(h, w)}")
-                if not np.isfinite(wmap).all() or wmap.min() < 0:
-                    raise ValueError(f"weight map {i} must be finite and non-negative")
-                self._wmaps.append(np.pad(wmap, self._pad, mode="reflect"))
-            self._scale.append(scale)
-            pixels = image[valid] if valid.any() else image.reshape(-1, channels)
-            pixels = pixels.astype(np.float64) * scale
-            self._stats.append(
-                (pixels.mean(0).astype(np.float32),
-                 np.maximum(pixels.std(0), 1e-6).astype(np.float32))
+            channels = self._add_image(
+                i, image, targets[i], None if fovs is None else fovs[i],
+                None if weights is None else weights[i], hang, channels,
             )
-            self._npos.append(npos)
-            self._eligible.append(self._eligible_positions(len(self._valid) - 1, npos))
         self.channels = int(channels or 1)
+        self._set_draw_weights()
+
+    # -- construction -----------------------------------------------------------------------
+    def _overhang(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """How far a target window may hang over the image edge: (top, bottom), (left, right)."""
+        oh, ow = self.output_size
+        if self.border != "overhang":
+            return ((0, 0),) * 2
+        return ((oh // 2, oh - 1 - oh // 2), (ow // 2, ow - 1 - ow // 2))
+
+    def _add_image(
+        self,
+        i: int,
+        image: np.ndarray,
+        target: np.ndarray,
+        fov: np.ndarray | None,
+        weight: np.ndarray | None,
+        hang: tuple[tuple[int, int], tuple[int, int]],
+        channels: int | None,
+    ) -> int:
+        """Check image ``i`` and its masks, pad them once, record its statistics and positions.
+
+        Returns the number of channels (that of image 0, which every image must share).
+        """
+        image = _as_hwc(i, image, channels)
+        channels = image.shape[2]
+        h, w = image.shape[:2]
+        target = _as_target(i, target, (h, w))
+        valid = _as_valid(i, fov, (h, w))
+        oh, ow = self.output_size
+        npos = (h - oh + sum(hang[0]) + 1, w - ow + sum(hang[1]) + 1)
+        if npos[0] < 1 or npos[1] < 1:
+            raise ValueError(
+                f"image {i} is {h}x{w}, smaller than the {oh}x{ow} target window: use "
+                "border='overhang' or a smaller output_size"
+            )
+        scale = _scale_of(image)
+        chw = np.ascontiguousarray(np.moveaxis(image, 2, 0))
+        if np.issubdtype(chw.dtype, np.floating):
+            chw = chw.astype(np.float32, copy=False)
+        self._images.append(np.pad(chw, ((0, 0), *self._pad), mode="reflect"))
+        self._targets.append(np.pad(target, self._pad, mode="reflect"))
+        self._valid.append(np.pad(valid, self._pad, mode="constant", constant_values=False))
+        if self._wmaps is not None:
+            assert weight is not None
+            self._wmaps.append(np.pad(_as_weight_map(i, weight, (h, w)), self._pad, mode="reflect"))
+        self._scale.append(scale)
+        self._stats.append(_channel_stats(image, valid, channels, scale))
+        self._npos.append(npos)
+        self._eligible.append(self._eligible_positions(len(self._valid) - 1, npos))
+        return channels
+
+    def _set_draw_weights(self) -> None:
+        """Per-image share of the eligible positions, so positions are drawn uniformly."""
         counts = np.array(
             [npos[0] * npos[1] if el is None else el.size for npos, el in
              zip(self._npos, self._eligible, strict=True)], dtype=np.float64,
