@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unet_core.atomic import write_json, write_text
 from unet_core.config import PROFILES, TrainConfig
 from unet_core.data.splits import load_data
 from unet_core.losses import make_loss
@@ -90,10 +91,7 @@ def main() -> int:
 
     report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "torch_threads": torch.get_num_threads(), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(args.out.with_suffix(".json"))
+    write_json(args.out.with_suffix(".json"), report)
     lines = [
         f"# Sampler vs model ({report['date']}, {report['torch_threads']} torch threads)", "",
         "| profile | data | augmentation | patch | batch | sampler patches/s | "
@@ -104,7 +102,7 @@ def main() -> int:
           f"{r['sampler_patches_per_s']} | {r['model_patches_per_s']} | {r['ratio']} |"
           for r in rows),
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["ratio"] >= REQUIRED_RATIO for r in rows) else 1
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from unet_core.atomic import write_json
 from unet_core.checkpoint import load_checkpoint
 from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         result = run_all(Path(tmp))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
     if args.compare:
         before = json.loads(args.compare.read_text())
         bad = [k for k in VARIANTS if before.get(k) != result.get(k)]

@@ -51,12 +51,10 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the editable install does not always resolve outside the repo
     sys.path.insert(0, str(REPO))
 
+from unet_core.atomic import write_json, write_text  # noqa: E402
 from unet_core.model import PADDINGS, Padding, UNet  # noqa: E402
 
 MODES: tuple[str, ...] = ("fp32", "channels_last", "bf16", "bf16+channels_last")
@@ -570,24 +569,6 @@ def _load(value: Any) -> str:
     return "n/a" if not value else "/".join(f"{v:.1f}" for v in value)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def groups(settings: Settings) -> Iterator[tuple[int, str, str]]:
     for width in settings.widths:
         for padding in settings.paddings:
@@ -642,9 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         "speedups_vs_fp32": speedups(rows),
         "total_time_s": total,
     }
-    write_atomic(out, json.dumps(report, indent=2) + "\n")
+    write_json(out, report, indent=2)
     md = out.with_suffix(".md")
-    write_atomic(md, markdown(report))
+    write_text(md, markdown(report))
     print("\nspeed-up over fp32 (median throughput):")
     for s in report["speedups_vs_fp32"]:
         print(f"  w{s['width']:<3d} {s['padding']:5s} {s['phase']:9s} {s['mode']:18s} "

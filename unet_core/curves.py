@@ -23,6 +23,13 @@ COLOURS = {"loss": (31, 119, 180), "val_auc_roc": (255, 127, 14), "val_f1": (44,
 LABELS = {"val_auc_roc": "AUC-ROC", "val_f1": "F1"}
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks for a log axis spanning ``10**lo .. 10**hi``: 1, 2, 5 times powers of ten."""
+    ticks = [m * 10.0**e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in (1, 2, 5)]
+    inside = [math.log10(t) for t in ticks if lo - 1e-9 <= math.log10(t) <= hi + 1e-9]
+    return inside if len(inside) >= 2 else _ticks(lo, hi)
+
+
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if hi <= lo:
         return [lo]
@@ -53,6 +60,8 @@ def _panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str,
     y_lo, y_hi = fy(min(values)), fy(max(values))
     if y_hi - y_lo < 1e-9:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
+    pad = 0.06 * (y_hi - y_lo)  # keep the end points off the frame
+    y_lo, y_hi = y_lo - pad, y_hi + pad
     x_lo, x_hi = 0.0, max(max(xs), 1e-9)
 
     def at(x: float, y: float) -> tuple[float, float]:
@@ -63,7 +72,7 @@ def _panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str,
         px = at(t, 10**y_lo if log_y else y_lo)[0]
         draw.line((px, bottom, px, bottom + 4), fill="black")
         draw.text((px - 10, bottom + 6), f"{t:g}", fill="black", font=font)
-    for t in _ticks(y_lo, y_hi):
+    for t in (_log_ticks if log_y else _ticks)(y_lo, y_hi):
         py = bottom - (t - y_lo) / (y_hi - y_lo) * (bottom - top)
         draw.line((left - 4, py, left, py), fill="black")
         label = f"{10**t:.3g}" if log_y else f"{t:.3g}"
@@ -78,7 +87,8 @@ def _panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str,
             draw.line(points, fill=colour, width=2)
         for px, py in points:
             draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
-        draw.text((right - 90, top + 6 + 16 * k), LABELS.get(name, name), fill=colour, font=font)
+        label = LABELS.get(name, name)  # the legend, in the title row, right-aligned
+        draw.text((right - 70 * (len(series) - k), oy + 2), label, fill=colour, font=font)
 
 
 def draw_curves(history: Sequence[Mapping[str, float]], title: str = "") -> Image.Image:
