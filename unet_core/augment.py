@@ -59,6 +59,8 @@ of ``"paper"``, ``"albumentations"`` or ``"none"``. Every transform has the call
 ``transform(image, *masks, rng=None) -> (image, *masks)``: it always returns a tuple (also with
 no masks), preserves the image dtype and every mask's dtype, and is deterministic given ``rng``
 (a :class:`numpy.random.Generator`, or an int seed).
+
+Explained in chapter 3 (elastic deformation); chapter 6 measures the choice of augmentation.
 """
 
 from __future__ import annotations
@@ -445,52 +447,85 @@ def albumentations_pipeline(
     import cv2
 
     A = _import_albumentations()
-    p = {
+    checked = _check_pipeline_numbers(
+        elastic_p=elastic_p, elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma,
+        grid_distortion_p=grid_distortion_p, grid_steps=grid_steps,
+        grid_distort_limit=grid_distort_limit, brightness_contrast_p=brightness_contrast_p,
+        brightness_limit=brightness_limit, contrast_limit=contrast_limit,
+    )
+    description = (
+        f"flips={flips}, rotate90={rotate90}, elastic_p={elastic_p}, "
+        f"elastic_alpha={checked['elastic_alpha']}, elastic_sigma={elastic_sigma}, "
+        f"grid_distortion_p={grid_distortion_p}, "
+        f"grid_steps={grid_steps}, grid_distort_limit={checked['grid_distort_limit']}, "
+        f"brightness_contrast_p={brightness_contrast_p}, "
+        f"brightness_limit={checked['brightness_limit']}, "
+        f"contrast_limit={checked['contrast_limit']}"
+    )
+    return AlbumentationsAugmentation(
+        _albumentations_compose(A, cv2, checked, flips=flips, rotate90=rotate90),
+        _albumentations_compose(A, cv2, checked, flips=flips, rotate90=False),
+        description,
+    )
+
+
+def _check_pipeline_numbers(
+    *,
+    elastic_p: float,
+    elastic_alpha: float,
+    elastic_sigma: float,
+    grid_distortion_p: float,
+    grid_steps: int,
+    grid_distort_limit: float,
+    brightness_contrast_p: float,
+    brightness_limit: float,
+    contrast_limit: float,
+) -> dict[str, Any]:
+    """Check :func:`albumentations_pipeline`'s numbers; returns them by name, as floats
+    (``elastic_sigma`` as given, ``grid_steps`` as an int)."""
+    checked: dict[str, Any] = {
         "elastic_p": _check_probability("elastic_p", elastic_p),
         "grid_distortion_p": _check_probability("grid_distortion_p", grid_distortion_p),
         "brightness_contrast_p": _check_probability("brightness_contrast_p", brightness_contrast_p),
     }
-    elastic_alpha = _check_nonnegative("elastic_alpha", elastic_alpha)
+    checked["elastic_alpha"] = _check_nonnegative("elastic_alpha", elastic_alpha)
     if _check_nonnegative("elastic_sigma", elastic_sigma) < 1:
         raise ValueError(f"elastic_sigma must be >= 1 (albumentations), got {elastic_sigma!r}")
+    checked["elastic_sigma"] = elastic_sigma
     if isinstance(grid_steps, bool) or not isinstance(grid_steps, numbers.Integral) or (
         grid_steps < 1
     ):
         raise ValueError(f"grid_steps must be a positive integer, got {grid_steps!r}")
-    grid_distort_limit = _check_nonnegative("grid_distort_limit", grid_distort_limit)
-    brightness_limit = _check_nonnegative("brightness_limit", brightness_limit)
-    contrast_limit = _check_nonnegative("contrast_limit", contrast_limit)
+    checked["grid_steps"] = int(grid_steps)
+    checked["grid_distort_limit"] = _check_nonnegative("grid_distort_limit", grid_distort_limit)
+    checked["brightness_limit"] = _check_nonnegative("brightness_limit", brightness_limit)
+    checked["contrast_limit"] = _check_nonnegative("contrast_limit", contrast_limit)
+    return checked
 
+
+def _albumentations_compose(
+    A: Any, cv2: Any, checked: dict[str, Any], *, flips: bool, rotate90: bool
+) -> Any:
+    """The ``A.Compose`` of :func:`albumentations_pipeline` (``checked``: its numbers)."""
     mirror = cv2.BORDER_REFLECT_101
     nearest = cv2.INTER_NEAREST
-
-    def build(with_rotate90: bool) -> Any:
-        transforms: list[Any] = []
-        if flips:
-            transforms += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
-        if with_rotate90:
-            transforms.append(A.RandomRotate90(p=0.5))
-        transforms += [
-            A.ElasticTransform(alpha=elastic_alpha, sigma=elastic_sigma, border_mode=mirror,
-                               mask_interpolation=nearest, p=p["elastic_p"]),
-            A.GridDistortion(num_steps=int(grid_steps),
-                             distort_limit=grid_distort_limit, border_mode=mirror,
-                             mask_interpolation=nearest, p=p["grid_distortion_p"]),
-            A.RandomBrightnessContrast(brightness_limit=brightness_limit,
-                                       contrast_limit=contrast_limit,
-                                       p=p["brightness_contrast_p"]),
-        ]
-        return A.Compose(transforms, p=1.0)
-
-    description = (
-        f"flips={flips}, rotate90={rotate90}, elastic_p={elastic_p}, "
-        f"elastic_alpha={elastic_alpha}, elastic_sigma={elastic_sigma}, "
-        f"grid_distortion_p={grid_distortion_p}, "
-        f"grid_steps={grid_steps}, grid_distort_limit={grid_distort_limit}, "
-        f"brightness_contrast_p={brightness_contrast_p}, brightness_limit={brightness_limit}, "
-        f"contrast_limit={contrast_limit}"
-    )
-    return AlbumentationsAugmentation(build(rotate90), build(False), description)
+    transforms: list[Any] = []
+    if flips:
+        transforms += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if rotate90:
+        transforms.append(A.RandomRotate90(p=0.5))
+    transforms += [
+        A.ElasticTransform(alpha=checked["elastic_alpha"], sigma=checked["elastic_sigma"],
+                           border_mode=mirror, mask_interpolation=nearest,
+                           p=checked["elastic_p"]),
+        A.GridDistortion(num_steps=checked["grid_steps"],
+                         distort_limit=checked["grid_distort_limit"], border_mode=mirror,
+                         mask_interpolation=nearest, p=checked["grid_distortion_p"]),
+        A.RandomBrightnessContrast(brightness_limit=checked["brightness_limit"],
+                                   contrast_limit=checked["contrast_limit"],
+                                   p=checked["brightness_contrast_p"]),
+    ]
+    return A.Compose(transforms, p=1.0)
 
 
 def make_augmentation(kind: str, **kwargs: Any) -> Augmentation:

@@ -32,6 +32,8 @@ and re-sized a little and 40 % of the thin branches missed.
 to half of DRIVE's, so small sizes (e.g. ``(96, 96)``) still show a branching tree, for tests.
 
 Speed: ~0.3 s per 584x565 image on one core (a 40-image set in ~10-12 s).
+
+Used when the real DRIVE is absent; every chapter then says so. No chapter of its own.
 """
 
 from __future__ import annotations
@@ -133,149 +135,217 @@ def _grow_tree(rng: np.random.Generator, g: _Geometry, area_budget: float) -> li
     the vessel point nearest to the largest remaining gap and grows towards it, so the trees
     fill the whole FOV (apart from the foveal avascular zone).
     """
-    s = g.scale
-    sr = max(s, 0.5)  # radii shrink with the image only down to half DRIVE's, so small
-    # test images still hold a visible, branching tree
-    step = max(0.75, 2.0 * s)
-    r_min = 0.7
-    tortuosity = rng.uniform(0.6, 1.4)
-    branch_len = rng.uniform(25, 40) * max(s, 0.25)  # mean distance between bifurcations
-    taper = math.exp(-step / (900 * s))
-    cy, cx = g.centre
-    fy, fx = g.fovea
-    dy0, dx0 = g.disc
-    arcade_d = float(np.hypot(*(g.disc - g.fovea)))
-    temporal = -g.side  # x direction from the disc towards the fovea
-
-    cell = max(3.0, 4.0 * s)
-    gh, gw = int(g.shape[0] / cell) + 2, int(g.shape[1] / cell) + 2
-    owner = np.full((2, gh, gw), -1, np.int64)  # [artery] -> first branch in the cell
-    first_point = np.full((gh, gw), -1, np.int64)  # a point of a sprout-able (thick) vessel
-    points: list[tuple[int, int]] = []  # (branch, point index in branch)
-    gcy, gcx = (np.mgrid[0:gh, 0:gw] - 0.5) * cell
-    reachable = (np.hypot(gcy - cy, gcx - cx) < g.radius - 2 * cell) & (
-        np.hypot(gcy - fy, gcx - fx) > g.faz + cell
-    )
-    tried = np.zeros((gh, gw), bool)
-
-    heap: list[_Tip] = []
-    order = itertools.count()  # tie-break: equal radii grow in creation order
-
-    def push(r: float, y: float, x: float, theta: float, mode: str, artery: bool, level: int,
-             max_len: float, parent: int = -1, target: tuple[float, float] = (0.0, 0.0)) -> None:
-        if r >= r_min:
-            heapq.heappush(heap, _Tip(-r, next(order), y, x, theta, mode, artery, level, max_len,
-                                      parent, target))
-
-    branches: list[_Branch] = []
-    for vertical in (-1, 1):  # superior, inferior
-        for kind in ("temporal", "nasal"):
-            if kind == "temporal":
-                base = math.atan2(vertical, temporal * rng.uniform(0.5, 1.0))
-            else:
-                base = math.atan2(vertical * rng.uniform(0.3, 1.2), -temporal)
-            for artery in (True, False):
-                theta = base + rng.normal(0, 0.1) + (0.1 if artery else -0.1) * vertical
-                r0 = (rng.uniform(3.3, 4.1) if artery else rng.uniform(4.1, 5.1)) * sr
-                r0 *= 1.0 if kind == "temporal" else 0.75
-                off = rng.normal(0, 0.2 * g.disc_radius, 2)
-                push(max(r0, 1.2 * r_min), dy0 + off[0], dx0 + off[1], theta,
-                     "arcade" if kind == "temporal" else "radial", artery, 0, 2.4 * g.radius)
-    for _ in range(int(rng.integers(1, 4))):  # small macular vessels straight to the fovea
-        theta = math.atan2(fy - dy0, fx - dx0) + rng.normal(0, 0.3)
-        push(rng.uniform(1.2, 1.8) * sr, dy0, dx0, theta, "fovea", bool(rng.random() < 0.5), 1,
-             g.radius)
-
-    used = 0.0
-    while used < area_budget:
-        if not heap and not _sprout(rng, owner, first_point, points, branches, reachable, tried,
-                                    cell, r_min, push):
+    grower = _TreeGrower(rng, g, area_budget)
+    grower.seed_main_vessels()
+    while grower.used < area_budget:
+        if not grower.heap and not grower.sprout():
             break
-        if not heap:
+        if not grower.heap:
             continue
-        tip = heapq.heappop(heap)
+        grower.grow_branch(heapq.heappop(grower.heap))
+    return grower.branches
+
+
+class _TreeGrower:
+    """The state of one :func:`_grow_tree` run: growth constants, occupancy grids, tips."""
+
+    def __init__(self, rng: np.random.Generator, g: _Geometry, area_budget: float) -> None:
+        self.rng, self.g, self.area_budget = rng, g, area_budget
+        s = self.s = g.scale
+        self.sr = max(s, 0.5)  # radii shrink with the image only down to half DRIVE's, so small
+        # test images still hold a visible, branching tree
+        self.step = max(0.75, 2.0 * s)
+        self.r_min = 0.7
+        self.tortuosity = rng.uniform(0.6, 1.4)
+        self.branch_len = rng.uniform(25, 40) * max(s, 0.25)  # mean distance between bifurcations
+        self.taper = math.exp(-self.step / (900 * s))
+        self.cy, self.cx = g.centre
+        self.fy, self.fx = g.fovea
+        self.dy0, self.dx0 = g.disc
+        self.arcade_d = float(np.hypot(*(g.disc - g.fovea)))
+        self.temporal = -g.side  # x direction from the disc towards the fovea
+        self._init_grids()
+        self.heap: list[_Tip] = []
+        self.order = itertools.count()  # tie-break: equal radii grow in creation order
+        self.branches: list[_Branch] = []
+        self.used = 0.0
+
+    def _init_grids(self) -> None:
+        """The coarse occupancy grids and the cells a sprout may head for."""
+        g = self.g
+        cell = self.cell = max(3.0, 4.0 * self.s)
+        gh, gw = int(g.shape[0] / cell) + 2, int(g.shape[1] / cell) + 2
+        self.owner = np.full((2, gh, gw), -1, np.int64)  # [artery] -> first branch in the cell
+        self.first_point = np.full((gh, gw), -1, np.int64)  # a point of a sprout-able vessel
+        self.points: list[tuple[int, int]] = []  # (branch, point index in branch)
+        gcy, gcx = (np.mgrid[0:gh, 0:gw] - 0.5) * cell
+        self.reachable = (np.hypot(gcy - self.cy, gcx - self.cx) < g.radius - 2 * cell) & (
+            np.hypot(gcy - self.fy, gcx - self.fx) > g.faz + cell
+        )
+        self.tried = np.zeros((gh, gw), bool)
+
+    def push(self, r: float, y: float, x: float, theta: float, mode: str, artery: bool,
+             level: int, max_len: float, parent: int = -1,
+             target: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Queue a tip, unless it is already thinner than the thinnest vessel."""
+        if r >= self.r_min:
+            heapq.heappush(self.heap, _Tip(-r, next(self.order), y, x, theta, mode, artery, level,
+                                           max_len, parent, target))
+
+    def seed_main_vessels(self) -> None:
+        """Queue an artery and a vein per quadrant at the disc, and a few macular vessels."""
+        rng, g, sr, r_min = self.rng, self.g, self.sr, self.r_min
+        dy0, dx0, temporal = self.dy0, self.dx0, self.temporal
+        for vertical in (-1, 1):  # superior, inferior
+            for kind in ("temporal", "nasal"):
+                if kind == "temporal":
+                    base = math.atan2(vertical, temporal * rng.uniform(0.5, 1.0))
+                else:
+                    base = math.atan2(vertical * rng.uniform(0.3, 1.2), -temporal)
+                for artery in (True, False):
+                    theta = base + rng.normal(0, 0.1) + (0.1 if artery else -0.1) * vertical
+                    r0 = (rng.uniform(3.3, 4.1) if artery else rng.uniform(4.1, 5.1)) * sr
+                    r0 *= 1.0 if kind == "temporal" else 0.75
+                    off = rng.normal(0, 0.2 * g.disc_radius, 2)
+                    self.push(max(r0, 1.2 * r_min), dy0 + off[0], dx0 + off[1], theta,
+                              "arcade" if kind == "temporal" else "radial", artery, 0,
+                              2.4 * g.radius)
+        for _ in range(int(rng.integers(1, 4))):  # small macular vessels straight to the fovea
+            theta = math.atan2(self.fy - dy0, self.fx - dx0) + rng.normal(0, 0.3)
+            self.push(rng.uniform(1.2, 1.8) * sr, dy0, dx0, theta, "fovea",
+                      bool(rng.random() < 0.5), 1, g.radius)
+
+    def sprout(self) -> bool:
+        """Queue a side branch towards the largest gap (:func:`_sprout`); False if none is left."""
+        return _sprout(self.rng, self.owner, self.first_point, self.points, self.branches,
+                       self.reachable, self.tried, self.cell, self.r_min, self.push)
+
+    def grow_branch(self, tip: _Tip) -> None:
+        """Grow ``tip`` into a new branch, step by step, until it stops; queue its children."""
+        rng, g, step, taper = self.rng, self.g, self.step, self.taper
         y, x, theta, r, mode = tip.y, tip.x, tip.theta, -tip.neg_r, tip.mode
-        me = len(branches)
+        me = len(self.branches)
         br = _Branch(artery=tip.artery, level=tip.level)
-        branches.append(br)
-        grid = owner[int(tip.artery)]
+        self.branches.append(br)
+        grid = self.owner[int(tip.artery)]
         kappa, length, orient = 0.0, 0.0, 0
-        arc_r = min(arcade_d * rng.uniform(0.9, 1.1), 0.78 * g.radius)
-        sigma_k = 0.018 * tortuosity / (1.0 + r / (1.5 * sr))
-        exempt = 3.0 * cell + 2.0 * r
+        arc_r = min(self.arcade_d * rng.uniform(0.9, 1.1), 0.78 * g.radius)
+        sigma_k = 0.018 * self.tortuosity / (1.0 + r / (1.5 * self.sr))
+        exempt = 3.0 * self.cell + 2.0 * r
         while True:
-            gy, gx = int(y / cell) + 1, int(x / cell) + 1
-            if grid[gy, gx] < 0:
-                grid[gy, gx] = me
-            if first_point[gy, gx] < 0 and r >= 1.3 * sr + r_min:
-                first_point[gy, gx] = len(points)
-            points.append((me, len(br.rs)))
-            br.ys.append(y)
-            br.xs.append(x)
-            br.rs.append(r)
-            used += max(1.0, 2.0 * r) * step
-            if used >= area_budget or length > tip.max_len:
+            self._record(me, br, grid, y, x, r)
+            if self.used >= self.area_budget or length > tip.max_len:
                 break
-            vy, vx = y - fy, x - fx
-            d_f = math.hypot(vy, vx) + 1e-9
-            if mode == "arcade" and (x - fx) * temporal > 0.25 * arc_r:
-                mode = "radial"  # past the fovea the arcade runs on away from the disc
-            if mode == "arcade":  # around the fovea at distance arc_r, continuing the heading
-                if orient == 0:
-                    orient = 1 if (-vx * math.sin(theta) + vy * math.cos(theta)) > 0 else -1
-                ty, tx = -orient * vx / d_f, orient * vy / d_f
-                k = 1.5 * (arc_r - d_f) / arc_r
-                target, beta = math.atan2(ty + k * vy / d_f, tx + k * vx / d_f), 0.07
-            elif mode == "radial":
-                target, beta = math.atan2(y - dy0, x - dx0), 0.03
-            elif mode == "fovea":
-                target, beta = math.atan2(-vy, -vx), 0.04
-            elif mode == "outward":
-                target, beta = math.atan2(vy, vx), 0.02
-            elif mode == "target":  # towards a gap; once there, on straight ahead
-                gap_y, gap_x = tip.target[0] - y, tip.target[1] - x
-                ahead = gap_y * math.sin(theta) + gap_x * math.cos(theta)
-                if math.hypot(gap_y, gap_x) < 3.0 * cell or ahead < 0:
-                    mode = "free"
-                target, beta = math.atan2(gap_y, gap_x), 0.05
-            else:
-                target, beta = theta, 0.0
+            vy, vx = y - self.fy, x - self.fx
+            mode, orient, target, beta = self._steer(mode, orient, y, x, theta, vy, vx, arc_r,
+                                                     tip.target)
             kappa = 0.9 * kappa + rng.normal(0.0, sigma_k)
             theta = theta + kappa + beta * _wrap(target - theta)
             y += step * math.sin(theta)
             x += step * math.cos(theta)
             length += step
             r *= taper
-            if (
-                r < r_min
-                or math.hypot(y - cy, x - cx) > g.radius - 1.5
-                or math.hypot(y - fy, x - fx) < g.faz
-                or not (0 <= y < g.shape[0] and 0 <= x < g.shape[1])
-            ):
+            if self._stops(y, x, r):
                 break
-            if tip.level > 0 and length > exempt and mode != "target":  # ran into its own kind
-                gy, gx = int(y / cell) + 1, int(x / cell) + 1
-                near = grid[gy - 1 : gy + 2, gx - 1 : gx + 2]
-                if ((near >= 0) & (near != me) & (near != tip.parent)).any():
-                    break
-            on_disc = math.hypot(y - dy0, x - dx0) < 1.3 * g.disc_radius
-            if not on_disc and r > 1.6 * r_min and rng.random() < step / branch_len:
-                q = rng.uniform(0.75, 0.9) if rng.random() < 0.15 else rng.uniform(0.4, 0.75)
-                r_child = r * q
-                r = r * (1.0 - q**3) ** (1.0 / 3.0)  # Murray's law
-                turn = rng.uniform(0.6, 1.3) * (1.0 if rng.random() < 0.5 else -1.0)
-                child_theta = theta + turn
-                theta -= 0.5 * q * q * turn
-                if mode == "arcade":
-                    towards = math.cos(child_theta) * -vx + math.sin(child_theta) * -vy > 0
-                    child_mode = "fovea" if towards else "radial"
-                elif mode in ("fovea", "target"):
-                    child_mode = "free"
-                else:
-                    child_mode = mode
-                push(r_child, y, x, child_theta, child_mode, tip.artery, tip.level + 1,
-                     g.radius * rng.uniform(0.4, 1.0), me)
-    return branches
+            if tip.level > 0 and length > exempt and mode != "target" and self._collides(
+                grid, y, x, me, tip.parent
+            ):  # ran into its own kind
+                break
+            if self._forks(y, x, r):
+                r, theta = self._bifurcate(tip, me, mode, y, x, r, theta, vy, vx)
+
+    def _record(self, me: int, br: _Branch, grid: np.ndarray, y: float, x: float,
+                r: float) -> None:
+        """Append a centreline point to branch ``me``, mark its cell and count its area."""
+        cell = self.cell
+        gy, gx = int(y / cell) + 1, int(x / cell) + 1
+        if grid[gy, gx] < 0:
+            grid[gy, gx] = me
+        if self.first_point[gy, gx] < 0 and r >= 1.3 * self.sr + self.r_min:
+            self.first_point[gy, gx] = len(self.points)
+        self.points.append((me, len(br.rs)))
+        br.ys.append(y)
+        br.xs.append(x)
+        br.rs.append(r)
+        self.used += max(1.0, 2.0 * r) * self.step
+
+    def _steer(self, mode: str, orient: int, y: float, x: float, theta: float, vy: float,
+               vx: float, arc_r: float, goal: tuple[float, float]
+               ) -> tuple[str, int, float, float]:
+        """The heading a vessel in ``mode`` is pulled towards, and how hard (beta).
+
+        ``(vy, vx)`` is the offset from the fovea. Returns the (possibly switched) mode, the
+        arcade's orientation around the fovea, the target heading and beta.
+        """
+        d_f = math.hypot(vy, vx) + 1e-9
+        if mode == "arcade" and (x - self.fx) * self.temporal > 0.25 * arc_r:
+            mode = "radial"  # past the fovea the arcade runs on away from the disc
+        if mode == "arcade":  # around the fovea at distance arc_r, continuing the heading
+            if orient == 0:
+                orient = 1 if (-vx * math.sin(theta) + vy * math.cos(theta)) > 0 else -1
+            ty, tx = -orient * vx / d_f, orient * vy / d_f
+            k = 1.5 * (arc_r - d_f) / arc_r
+            target, beta = math.atan2(ty + k * vy / d_f, tx + k * vx / d_f), 0.07
+        elif mode == "radial":
+            target, beta = math.atan2(y - self.dy0, x - self.dx0), 0.03
+        elif mode == "fovea":
+            target, beta = math.atan2(-vy, -vx), 0.04
+        elif mode == "outward":
+            target, beta = math.atan2(vy, vx), 0.02
+        elif mode == "target":  # towards a gap; once there, on straight ahead
+            gap_y, gap_x = goal[0] - y, goal[1] - x
+            ahead = gap_y * math.sin(theta) + gap_x * math.cos(theta)
+            if math.hypot(gap_y, gap_x) < 3.0 * self.cell or ahead < 0:
+                mode = "free"
+            target, beta = math.atan2(gap_y, gap_x), 0.05
+        else:
+            target, beta = theta, 0.0
+        return mode, orient, target, beta
+
+    def _stops(self, y: float, x: float, r: float) -> bool:
+        """True if a vessel at ``(y, x)`` of radius ``r`` ends: too thin, out of the FOV or
+        the image, or in the foveal avascular zone."""
+        g = self.g
+        return (
+            r < self.r_min
+            or math.hypot(y - self.cy, x - self.cx) > g.radius - 1.5
+            or math.hypot(y - self.fy, x - self.fx) < g.faz
+            or not (0 <= y < g.shape[0] and 0 <= x < g.shape[1])
+        )
+
+    def _collides(self, grid: np.ndarray, y: float, x: float, me: int, parent: int) -> bool:
+        """True if the cells around ``(y, x)`` hold another vessel of the same kind."""
+        cell = self.cell
+        gy, gx = int(y / cell) + 1, int(x / cell) + 1
+        near = grid[gy - 1 : gy + 2, gx - 1 : gx + 2]
+        return bool(((near >= 0) & (near != me) & (near != parent)).any())
+
+    def _forks(self, y: float, x: float, r: float) -> bool:
+        """Whether the vessel bifurcates here (off the disc, thick enough, at random)."""
+        on_disc = math.hypot(y - self.dy0, x - self.dx0) < 1.3 * self.g.disc_radius
+        return (not on_disc and r > 1.6 * self.r_min
+                and self.rng.random() < self.step / self.branch_len)
+
+    def _bifurcate(self, tip: _Tip, me: int, mode: str, y: float, x: float, r: float,
+                   theta: float, vy: float, vx: float) -> tuple[float, float]:
+        """Split off a child (Murray's law) and queue it; returns the parent's new r, theta."""
+        rng = self.rng
+        q = rng.uniform(0.75, 0.9) if rng.random() < 0.15 else rng.uniform(0.4, 0.75)
+        r_child = r * q
+        r = r * (1.0 - q**3) ** (1.0 / 3.0)  # Murray's law
+        turn = rng.uniform(0.6, 1.3) * (1.0 if rng.random() < 0.5 else -1.0)
+        child_theta = theta + turn
+        theta -= 0.5 * q * q * turn
+        if mode == "arcade":
+            towards = math.cos(child_theta) * -vx + math.sin(child_theta) * -vy > 0
+            child_mode = "fovea" if towards else "radial"
+        elif mode in ("fovea", "target"):
+            child_mode = "free"
+        else:
+            child_mode = mode
+        self.push(r_child, y, x, child_theta, child_mode, tip.artery, tip.level + 1,
+                  self.g.radius * rng.uniform(0.4, 1.0), me)
+        return r, theta
 
 
 def _sprout(

@@ -25,6 +25,8 @@ Model:
 ``size`` (an int for a square, or ``(height, width)``) sets the field of view at ISBI's pixel
 scale; ``scale`` shrinks or enlarges every length, so ``size=128, scale=0.25`` gives an
 ISBI-like picture in few pixels, for tests.
+
+Used when the real ISBI 2012 is absent; every chapter then says so. No chapter of its own.
 """
 
 from __future__ import annotations
@@ -146,13 +148,28 @@ def synthetic_em(
         ``membranes`` is True on boundary pixels (the challenge's label 0).
     """
     shape = _as_shape(size)
-    h, w = shape
     if not 0.05 <= scale <= 4.0:
         raise ValueError(f"scale must be in [0.05, 4], got {scale!r}")
     s = float(scale)
     labels = _cells(rng, shape, s)
+    membranes, interior, instances = _membranes(rng, labels, s)
+    image = _cell_content(rng, labels, s)
+    _darken_membranes(rng, image, membranes, s)
+    dist = ndi.distance_transform_edt(interior).astype(np.float32)  # depth inside a cell
+    _add_mitochondria(rng, image, dist, s)
+    _add_vesicles(rng, image, dist, interior, s)
+    return SyntheticEM(_acquire(rng, image, s), membranes, instances)
 
-    # membrane band around every boundary, then rounded cell interiors (opening with a disc)
+
+def _membranes(
+    rng: np.random.Generator, labels: np.ndarray, s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Membrane band around every boundary, then rounded cell interiors (opening with a disc).
+
+    Returns ``membranes``, ``interior`` (its complement) and the interiors' ``instances``
+    (1..K, 0 on membranes).
+    """
+    shape = labels.shape
     boundary = np.zeros(shape, bool)
     edge_x = labels[:, :-1] != labels[:, 1:]
     edge_y = labels[:-1, :] != labels[1:, :]
@@ -173,9 +190,12 @@ def synthetic_em(
     interior &= ~small[cells]
     membranes = ~interior
     instances, _ = ndi.label(interior)
-    instances = instances.astype(np.int32)
+    return membranes, interior, instances.astype(np.int32)
 
-    # -- grey levels -------------------------------------------------------------------------
+
+def _cell_content(rng: np.random.Generator, labels: np.ndarray, s: float) -> np.ndarray:
+    """Float32 grey levels: a level per cell (a few dark cells), texture, grainy cytoplasm."""
+    shape = labels.shape
     n_cells = int(labels.max()) + 1
     cell_grey = rng.uniform(145, 180, n_cells)
     dark = rng.random(n_cells) < 0.06
@@ -184,14 +204,27 @@ def synthetic_em(
     image = cell_grey.astype(np.float32)[labels]
     image += 13.0 * texture[0] + 13.0 * gaussian_field(rng, shape, 6 * s)
     image += 8.0 * texture[1] * (rng.random(n_cells) < 0.5)[labels]  # grainy cytoplasm
+    return image
 
-    # membranes: dark, with a strength varying along them (faint, oblique stretches)
-    strength = np.clip(0.85 + 0.3 * gaussian_field(rng, shape, 30 * s), 0.4, 1.0)
+
+def _darken_membranes(
+    rng: np.random.Generator, image: np.ndarray, membranes: np.ndarray, s: float
+) -> None:
+    """Darken the membranes in ``image`` (in place), with a strength varying along them
+    (faint, oblique stretches)."""
+    strength = np.clip(0.85 + 0.3 * gaussian_field(rng, image.shape, 30 * s), 0.4, 1.0)
     darkness = ndi.gaussian_filter(membranes.astype(np.float32), 0.7 * max(s, 0.5))
     image -= 95.0 * strength * darkness
-    dist = ndi.distance_transform_edt(interior).astype(np.float32)  # depth inside a cell
 
-    # organelles: mitochondria-like ellipses with cristae, away from the membranes
+
+def _add_mitochondria(
+    rng: np.random.Generator, image: np.ndarray, dist: np.ndarray, s: float
+) -> None:
+    """Mitochondria-like ellipses with cristae, away from the membranes (in place).
+
+    ``dist`` is every pixel's depth inside its cell.
+    """
+    h, w = image.shape
     inside = np.flatnonzero(dist.ravel() > 12 * s + 2)
     n_mito = int(rng.poisson(22 * h * w / (512 * s) ** 2))
     for k in _pick(rng, inside, n_mito):
@@ -205,7 +238,15 @@ def synthetic_em(
         body = np.clip(1.3 - rho, 0, 1) * (rho < 1.3)
         rim = np.exp(-0.5 * ((rho - 1.0) / (0.9 / b)) ** 2)
         image[win] -= (38 + 10 * cristae) * np.minimum(body * 3, 1) + 35 * rim
-    # vesicle clusters: small dark rings near the membranes
+
+
+def _add_vesicles(
+    rng: np.random.Generator, image: np.ndarray, dist: np.ndarray, interior: np.ndarray,
+    s: float,
+) -> None:
+    """Small dark vesicle rings (in place): clusters near the membranes, a few scattered."""
+    shape = image.shape
+    h, w = shape
     near = np.flatnonzero(((dist > 2 * s + 1) & (dist < 10 * s + 2)).ravel())
     impulses = (rng.random(shape, dtype=np.float32) < 0.0015 / max(s, 0.25) ** 2) * interior
     impulses = impulses.astype(np.float32) * 0.6  # scattered vesicles all over the cytoplasm
@@ -222,12 +263,14 @@ def synthetic_em(
     ring = np.exp(-0.5 * ((np.hypot(ky, kx) - r_ves) / 0.7) ** 2).astype(np.float32)
     image -= 30.0 * ndi.convolve(impulses, ring, mode="constant")
 
-    # acquisition: uneven illumination, blur, noise
+
+def _acquire(rng: np.random.Generator, image: np.ndarray, s: float) -> np.ndarray:
+    """Acquisition: uneven illumination (in place), blur and noise; returns the uint8 slice."""
+    shape = image.shape
     image *= 1.0 + 0.06 * gaussian_field(rng, shape, 120 * s)
     image = ndi.gaussian_filter(image, 0.7 * max(s, 0.5))
     image += rng.standard_normal(shape, dtype=np.float32) * rng.uniform(7, 11)
-    image8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return SyntheticEM(image8, membranes, instances)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def write_synthetic_isbi2012(
