@@ -168,6 +168,111 @@ def _spread(candidates: Sequence[int], k: int) -> list[int]:
     return [candidates[i] for i in sorted(set(picks.tolist()))]
 
 
+@dataclass(frozen=True)
+class _TileGeometry:
+    """Where a tile's output window lies, for :func:`border_effect`."""
+
+    out: int  # side of a tile's output window
+    crop: int  # offset of the output window inside the tile
+    ref_offset: int  # image pixel of the reference's output pixel 0
+    guard: int  # pixels at the image border that no compared output pixel may come closer to
+
+
+def _tile_geometry(
+    model: UNet, tile_size: int, h: int, w: int, guard: int | None
+) -> _TileGeometry:
+    """Output window and guard band of ``tile_size`` tiles of an ``h x w`` image; checks sizes.
+
+    Valid padding needs no guard: its reference is exact up to the image border.
+    """
+    align = 2**model.depth
+    if model.padding == "valid":
+        out = model.output_size(tile_size)
+        if not model.is_valid_size(h) or not model.is_valid_size(w):
+            raise ValueError(f"image size {h}x{w} is not a valid input size for this network")
+        return _TileGeometry(out, (tile_size - out) // 2, model.margin, 0)
+    if tile_size % align or h % align or w % align:
+        raise ValueError(
+            f"same padding: tile_size ({tile_size}) and image size ({h}x{w}) must be "
+            f"multiples of 2**depth = {align}"
+        )
+    return _TileGeometry(tile_size, 0, 0, same_context(model) if guard is None else int(guard))
+
+
+def _tile_positions(
+    h: int, w: int, tile_size: int, geo: _TileGeometry, align: int, max_tiles: int
+) -> list[tuple[int, int]]:
+    """Up to ``max_tiles`` tile origins on the ``align`` grid, spread over the image.
+
+    Only origins whose output window stays ``geo.guard`` pixels inside the image qualify.
+    """
+    def origins(n: int) -> list[int]:
+        lo = max(0, geo.guard - geo.crop)
+        hi = min(n - tile_size, n - geo.guard - geo.crop - geo.out)
+        return [o for o in range(0, n - tile_size + 1, align) if lo <= o <= hi]
+
+    ys, xs = origins(h), origins(w)
+    if not ys or not xs:
+        raise ValueError(
+            f"image {h}x{w} is too small for {tile_size}-pixel tiles with a {geo.guard}-pixel "
+            "guard band"
+        )
+    per_axis = max(1, int(math.isqrt(max_tiles)))
+    return [(y, x) for y in _spread(ys, per_axis) for x in _spread(xs, per_axis)]
+
+
+class _BorderStats:
+    """Absolute tile-versus-reference differences, binned by distance to the window's edge."""
+
+    def __init__(self, out: int) -> None:
+        r = np.arange(out)
+        edge = np.minimum(r, out - 1 - r)
+        self.dist = np.minimum(edge[:, None], edge[None, :]).ravel()
+        self.n_bins = int(self.dist.max()) + 1
+        self.sums = np.zeros(self.n_bins)
+        self.maxs = np.zeros(self.n_bins)
+        self.counts = np.zeros(self.n_bins)
+        self.ref_vals: list[torch.Tensor] = []
+
+    def add(self, tile_out: torch.Tensor, target: torch.Tensor) -> None:
+        """One tile's output window against the reference's prediction of the same pixels."""
+        err = (tile_out - target).abs().amax(dim=0).double().numpy().ravel()
+        mean_err = (tile_out - target).abs().mean(dim=0).double().numpy().ravel()
+        self.sums += np.bincount(self.dist, weights=mean_err, minlength=self.n_bins)
+        self.counts += np.bincount(self.dist, minlength=self.n_bins)
+        np.maximum.at(self.maxs, self.dist, err)
+        self.ref_vals.append(target)
+
+    def result(self, tile_size: int, n_tiles: int) -> BorderEffect:
+        scale = float(torch.cat([t.flatten() for t in self.ref_vals]).std())
+        return BorderEffect(
+            distance=np.arange(self.n_bins),
+            mean_abs=self.sums / self.counts,
+            max_abs=self.maxs,
+            count=self.counts.astype(int),
+            scale=scale if scale > 0 else 1.0,
+            tile_size=tile_size,
+            n_tiles=n_tiles,
+        )
+
+
+def _compare_tiles(
+    model: UNet, image: torch.Tensor, positions: Sequence[tuple[int, int]], tile_size: int,
+    geo: _TileGeometry, batch_size: int, stats: _BorderStats,
+) -> None:
+    """Reference pass over the whole image, then the tiles in batches, compared in ``stats``."""
+    device = next(model.parameters()).device
+    ref = model(image[None].to(device))[0].float().cpu()  # pixel (i, j) -> image + offset
+    out_t = geo.out
+    for first in range(0, len(positions), batch_size):
+        chunk = positions[first : first + batch_size]
+        batch = torch.stack([image[:, y : y + tile_size, x : x + tile_size] for y, x in chunk])
+        logits = model(batch.to(device)).float().cpu()
+        for (y, x), tile_out in zip(chunk, logits, strict=True):
+            oy, ox = y + geo.crop - geo.ref_offset, x + geo.crop - geo.ref_offset
+            stats.add(tile_out, ref[:, oy : oy + out_t, ox : ox + out_t])
+
+
 @torch.no_grad()
 def border_effect(
     model: UNet,
@@ -199,76 +304,16 @@ def border_effect(
     """
     image = _as_chw(image, model)
     _, h, w = image.shape
-    align = 2**model.depth
-    valid = model.padding == "valid"
-    if valid:
-        out_t = model.output_size(tile_size)
-        crop = (tile_size - out_t) // 2
-        ref_offset, guard = model.margin, 0
-        if not model.is_valid_size(h) or not model.is_valid_size(w):
-            raise ValueError(f"image size {h}x{w} is not a valid input size for this network")
-    else:
-        if tile_size % align or h % align or w % align:
-            raise ValueError(
-                f"same padding: tile_size ({tile_size}) and image size ({h}x{w}) must be "
-                f"multiples of 2**depth = {align}"
-            )
-        out_t, crop, ref_offset = tile_size, 0, 0
-        guard = same_context(model) if guard is None else int(guard)
-
+    geo = _tile_geometry(model, tile_size, h, w, guard)
+    positions = _tile_positions(h, w, tile_size, geo, 2**model.depth, max_tiles)
+    stats = _BorderStats(geo.out)
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        ref = model(image[None].to(device))[0].float().cpu()  # pixel (i, j) -> image + offset
-
-        def origins(n: int) -> list[int]:
-            lo = max(0, guard - crop)
-            hi = min(n - tile_size, n - guard - crop - out_t)
-            return [o for o in range(0, n - tile_size + 1, align) if lo <= o <= hi]
-
-        ys, xs = origins(h), origins(w)
-        if not ys or not xs:
-            raise ValueError(
-                f"image {h}x{w} is too small for {tile_size}-pixel tiles with a {guard}-pixel "
-                "guard band"
-            )
-        per_axis = max(1, int(math.isqrt(max_tiles)))
-        positions = [(y, x) for y in _spread(ys, per_axis) for x in _spread(xs, per_axis)]
-
-        r = np.arange(out_t)
-        edge = np.minimum(r, out_t - 1 - r)
-        dist = np.minimum(edge[:, None], edge[None, :]).ravel()
-        n_bins = int(dist.max()) + 1
-        sums = np.zeros(n_bins)
-        maxs = np.zeros(n_bins)
-        counts = np.zeros(n_bins)
-        ref_vals = []
-        for first in range(0, len(positions), batch_size):
-            chunk = positions[first : first + batch_size]
-            batch = torch.stack([image[:, y : y + tile_size, x : x + tile_size] for y, x in chunk])
-            logits = model(batch.to(device)).float().cpu()
-            for (y, x), tile_out in zip(chunk, logits, strict=True):
-                oy, ox = y + crop - ref_offset, x + crop - ref_offset
-                target = ref[:, oy : oy + out_t, ox : ox + out_t]
-                err = (tile_out - target).abs().amax(dim=0).double().numpy().ravel()
-                mean_err = (tile_out - target).abs().mean(dim=0).double().numpy().ravel()
-                sums += np.bincount(dist, weights=mean_err, minlength=n_bins)
-                counts += np.bincount(dist, minlength=n_bins)
-                np.maximum.at(maxs, dist, err)
-                ref_vals.append(target)
+        _compare_tiles(model, image, positions, tile_size, geo, batch_size, stats)
     finally:
         model.train(was_training)
-    scale = float(torch.cat([t.flatten() for t in ref_vals]).std())
-    return BorderEffect(
-        distance=np.arange(n_bins),
-        mean_abs=sums / counts,
-        max_abs=maxs,
-        count=counts.astype(int),
-        scale=scale if scale > 0 else 1.0,
-        tile_size=tile_size,
-        n_tiles=len(positions),
-    )
+    return stats.result(tile_size, len(positions))
 
 
 def per_tile_max(diff: torch.Tensor | np.ndarray, plan_y: TilePlan, plan_x: TilePlan) -> np.ndarray:

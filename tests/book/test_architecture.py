@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ from unet_book.architecture import (
     level_table,
     receptive_windows,
     trace_shapes,
+    unet_layout,
 )
 from unet_book.tables import markdown_table
 from unet_core.model import UNet, count_conv_layers, count_parameters, receptive_field
@@ -227,6 +229,133 @@ def test_draw_unet_into_given_axes_and_options():
         draw_unet(rows, channel_scale="cubic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="trace"):
         draw_unet(rows[1:])
+
+
+# -- the layout of Fig. 1, without drawing ---------------------------------------------------
+LAYOUT_NETS = [
+    pytest.param(padding, depth, {}, id=f"{padding}-depth{depth}")
+    for padding in ("valid", "same")
+    for depth in (1, 2, 4)
+] + [pytest.param("valid", 2, {"batch_norm": True, "dropout": 0.5}, id="valid-depth2-bn-dropout")]
+CONVS = (OP_CONV3, OP_CONV3_BN, OP_CONV1)
+
+
+def layout_trace(padding, depth, extra):
+    net = meta_unet(1, 2, 4, depth, padding, **extra)
+    return trace_shapes(net, net.valid_input_size(100))
+
+
+def assert_grows_strictly(pairs):
+    """Equal keys have equal values, and values increase strictly with the key."""
+    by_key: dict = {}
+    for key, value in pairs:
+        by_key.setdefault(key, set()).add(value)
+    assert all(len(values) == 1 for values in by_key.values()), by_key
+    ordered = [by_key[key].pop() for key in sorted(by_key)]
+    assert all(a < b for a, b in zip(ordered, ordered[1:], strict=False)), ordered
+
+
+def centre_y(box):
+    return box.y + box.height / 2
+
+
+@pytest.mark.parametrize(("padding", "depth", "extra"), LAYOUT_NETS)
+def test_layout_has_one_box_per_feature_map(padding, depth, extra):
+    rows = layout_trace(padding, depth, extra)
+    layout = unet_layout(rows)
+    # A concatenated map is two boxes, its cropped copy and the up-convolution's output: every
+    # row but the concatenation (and the shapeless drop-out) is one box.
+    maps = Counter((r.op, r.channels, r.size) for r in rows if r.op not in (OP_CONCAT, OP_DROPOUT))
+    assert Counter((b.kind, b.channels, b.size) for b in layout.boxes) == maps
+    assert [b.kind for b in layout.boxes].count(OP_CROP) == depth
+    labels = [b.label for b in layout.boxes if b.kind == OP_CROP]
+    assert labels == [f"{r.channels // 2}+{r.channels // 2}" for r in rows if r.op == OP_CONCAT]
+
+
+@pytest.mark.parametrize(("padding", "depth", "extra"), LAYOUT_NETS)
+def test_layout_box_sizes_grow_with_side_and_channels(padding, depth, extra):
+    layout = unet_layout(layout_trace(padding, depth, extra))
+    assert_grows_strictly((b.size[0], b.height) for b in layout.boxes)
+    assert_grows_strictly((b.channels, b.width) for b in layout.boxes)
+
+
+def test_layout_linear_scales_are_proportional(paper_rows):
+    layout = unet_layout(paper_rows, channel_scale="linear", size_scale="linear")
+    assert {b.height / b.size[0] for b in layout.boxes} == {1.0}
+    narrowest = min(b.width for b in layout.boxes)  # thin maps are kept at a minimum width
+    ratios = {round(b.width / b.channels, 9) for b in layout.boxes if b.width > narrowest}
+    assert len(ratios) == 1 and max(b.channels for b in layout.boxes) == 1024
+
+
+@pytest.mark.parametrize(("padding", "depth", "extra"), LAYOUT_NETS)
+def test_layout_expanding_path_mirrors_the_contracting_path(padding, depth, extra):
+    boxes = unet_layout(layout_trace(padding, depth, extra)).boxes
+    centres = {}
+    for b in boxes:  # every level is one row of the U, the deeper the lower
+        centres.setdefault(b.level, set()).add(round(centre_y(b), 9))
+    assert sorted(centres) == list(range(depth + 1))
+    assert all(len(c) == 1 for c in centres.values())
+    heights = [centres[level].pop() for level in range(depth + 1)]
+    assert heights == sorted(heights, reverse=True)
+    down = [b for b in boxes if b.path in ("input", "contracting") and b.kind != OP_POOL]
+    up = [b for b in boxes if b.path in ("expanding", "output")]
+    assert {b.level for b in up} == {b.level for b in down} == set(range(depth))
+    for level in range(depth):
+        left = [b for b in down if b.level == level]
+        right = [b for b in up if b.level == level]
+        assert sum(b.kind in CONVS for b in left) == sum(
+            b.kind in CONVS and b.path == "expanding" for b in right) == 2
+        deeper = [b for b in boxes if b.level > level]
+        assert max(b.x for b in left) <= min(b.x for b in deeper)
+        assert min(b.x for b in right) >= max(b.x for b in deeper)
+        assert max(b.right for b in left) < min(b.x for b in right)
+
+
+@pytest.mark.parametrize(("padding", "depth", "extra"), LAYOUT_NETS)
+def test_layout_arrows_one_copy_and_crop_per_skip_connection(padding, depth, extra):
+    rows = layout_trace(padding, depth, extra)
+    layout = unet_layout(rows)
+    kinds = Counter(a.kind for a in layout.arrows)
+    n_conv3 = sum(r.op in (OP_CONV3, OP_CONV3_BN) for r in rows)
+    assert kinds == Counter({OP_CONV3: n_conv3, OP_CONV1: 1, OP_POOL: depth,
+                             OP_UPCONV: depth, OP_CROP: depth})
+    grey = [a for a in layout.arrows if a.kind == OP_CROP]
+    assert sorted(layout.boxes[a.target].level for a in grey) == list(range(depth))
+    for a in grey:  # across the U, from the last contracting map of a level to its copy
+        src, dst = layout.boxes[a.source], layout.boxes[a.target]
+        assert src.path in ("contracting", "bottom") and src.kind in CONVS
+        assert dst.kind == OP_CROP and src.level == dst.level
+        level_down = [b for b in layout.boxes if b.level == src.level and b.path == src.path]
+        assert src.right == max(b.right for b in level_down)  # the level's last map
+        assert a.start == (src.right, pytest.approx(centre_y(src)))
+        assert a.start[1] == a.end[1] and a.end[0] == dst.x
+        assert (src.size > dst.size) if padding == "valid" else (src.size == dst.size)
+    texts = [label.text for label in layout.crop_labels]
+    assert len(texts) == depth
+    if padding == "same":
+        assert set(texts) == {"copy"}
+    else:
+        assert all(t.startswith("copy & crop ") and "→" in t for t in texts)
+    (x0, x1), (y0, y1) = layout.xlim, layout.ylim
+    assert all(x0 < b.x and b.right < x1 and y0 < b.y and b.top < y1 for b in layout.boxes)
+
+
+def test_layout_rejects_what_is_not_a_trace(paper_rows):
+    with pytest.raises(ValueError, match="trace"):
+        unet_layout(paper_rows[1:])
+    with pytest.raises(ValueError, match="scale"):
+        unet_layout(paper_rows, size_scale="cubic")  # type: ignore[arg-type]
+
+
+def test_draw_unet_paints_its_layout(paper_rows):
+    layout = unet_layout(paper_rows)
+    ax = draw_unet(paper_rows).axes[0]
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert [(r.get_x(), r.get_y(), r.get_width(), r.get_height()) for r in rects] == [
+        (b.x, b.y, b.width, b.height) for b in layout.boxes
+    ]
+    assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == len(layout.arrows)
+    assert (ax.get_xlim(), ax.get_ylim()) == (layout.xlim, layout.ylim)
 
 
 def test_draw_receptive_windows():

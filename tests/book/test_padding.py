@@ -56,15 +56,6 @@ def test_mirror_pad_beyond_the_image_is_periodic_and_negative_padding_fails():
 
 
 # -- predict_whole -------------------------------------------------------------------------------
-def test_predict_whole_valid_is_what_every_tiling_reproduces(valid_net):
-    image = torch.randn(3, 61, 47)
-    whole = predict_whole(valid_net, image)
-    assert whole.shape == (2, 61, 47)
-    for tile in (valid_net.valid_input_size(100), valid_net.valid_input_size(130)):
-        tiled = predict_tiled(valid_net, image, tile)
-        assert (tiled - whole).abs().max() < 1e-4
-
-
 def test_predict_whole_same_does_not_depend_on_extra_context(same_net):
     image = torch.randn(3, 40, 56)
     ctx = same_context(same_net)
