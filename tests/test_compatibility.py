@@ -10,15 +10,19 @@ may differ between CPUs).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unet_core.cli import main
+from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_drive
-from unet_core.runs import load_model
+from unet_core.runs import finished_run, load_model
+from unet_core.train import train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "smoke_model_v0"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
@@ -56,3 +60,25 @@ def test_old_model_predicts_the_probabilities_it_gave_then(fixture_data, tmp_pat
     prob = np.asarray(Image.open(tmp_path / "out" / f"{image.stem}_prob.png"), np.float64) / 255
     # 8-bit probabilities: the sum over 72x68 pixels agrees to about half a level per pixel
     assert prob.sum() == pytest.approx(EXPECTED["first_test_prob_sum"], abs=0.002 * prob.size)
+
+
+RUN_V1 = Path(__file__).parent / "fixtures" / "smoke_run_v1_partial"
+
+
+def test_a_run_folder_from_before_the_new_config_fields_resumes_to_the_same_weights(
+        tmp_path, fixture_data):
+    """Fields added since (checkpoint_every, grad_clip, deterministic, world_size) take their
+    defaults: the old folder resumes, and ends as a fresh run of today's code does."""
+    stored = json.loads((RUN_V1 / "config.json").read_text())
+    assert "world_size" not in stored and "checkpoint_every" not in stored
+    cfg = TrainConfig.from_dict(stored)
+    run_dir = tmp_path / "old"
+    shutil.copytree(RUN_V1, run_dir)
+    resumed = train(cfg, run_dir, progress=False, data_root=fixture_data, log=lambda _: None)
+    assert resumed.resumed_from == 4 and resumed.steps == 6
+    fresh = train(cfg, tmp_path / "fresh", progress=False, data_root=fixture_data,
+                  log=lambda _: None)
+    a, b = (torch.load(r.run_dir / "model.pt", weights_only=True)["model"]
+            for r in (resumed, fresh))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert finished_run(run_dir, cfg) is not None

@@ -50,26 +50,39 @@ def test_plan_covers_image_on_pooling_grid(size):
     assert set(range(size)) <= covered
 
 
-def test_tiling_is_independent_of_tile_size(valid_net):
-    image = torch.rand(3, 150, 97)
-    sizes = [valid_net.valid_input_size(n) for n in (100, 108, 140, 260)]
-    outputs = [predict_tiled(valid_net, image, t, batch_size=3) for t in sizes]
-    assert outputs[0].shape == (2, 150, 97)
-    for out in outputs[1:]:
-        assert torch.allclose(out, outputs[0], atol=1e-4), (out - outputs[0]).abs().max()
-
-
-def test_single_pass_equals_tiled(valid_net):
-    """Tiled logits equal one forward pass over the mirrored image (same pooling grid)."""
-    image = torch.rand(3, 70, 70)
-    m = valid_net.margin
-    n = valid_net.valid_input_size(70 + 2 * m)
-    rows = mirror_indices(-m, n, 70)
-    big = image[:, rows][:, :, rows]
+def _one_pass(net: UNet, image: torch.Tensor) -> torch.Tensor:
+    """One forward pass over the whole image, mirrored by the net's margin on every side (and
+    on to a valid input size), cropped to the image: the same pooling grid as the tiles."""
+    _, h, w = image.shape
+    m = net.margin
+    rows = mirror_indices(-m, net.valid_input_size(h + 2 * m), h)
+    cols = mirror_indices(-m, net.valid_input_size(w + 2 * m), w)
     with torch.no_grad():
-        whole = valid_net(big[None])[0, :, :70, :70]
-    tiled = predict_tiled(valid_net, image, valid_net.valid_input_size(100))
-    assert torch.allclose(tiled, whole, atol=1e-4)
+        return net(image[:, rows][:, :, cols][None])[0, :, :h, :w]
+
+
+@pytest.mark.parametrize(
+    "shape, tile_sizes, grid",
+    [
+        ((70, 70), (100,), (9, 9)),  # square
+        ((150, 97), (100, 108, 140, 260), (19, 12)),  # non-square; down to one tile per axis
+        ((9, 13), (108,), (1, 1)),  # smaller than the margin: the mirroring repeats the image
+    ],
+    ids=["square", "tile-sizes", "tiny"],
+)
+def test_tiled_equals_one_pass_over_the_mirrored_image(valid_net, shape, tile_sizes, grid):
+    """Valid padding: tiled logits equal one pass over the whole mirrored image, whatever the
+    tile size (so they do not depend on it). Same padding is not exact (its tiles see zero
+    padding): see test_same_mode_blending_removes_seams."""
+    image = torch.rand(3, *shape)
+    whole = _one_pass(valid_net, image)
+    assert whole.shape == (2, *shape)
+    # The first tile size cuts the image into this grid of tiles.
+    assert tuple(len(plan_axis(valid_net, n, tile_sizes[0]).starts) for n in shape) == grid
+    for tile in tile_sizes:
+        tiled = predict_tiled(valid_net, image, tile, batch_size=3)
+        assert tiled.shape == (2, *shape)
+        assert (tiled - whole).abs().max() < 1e-4, (tile, (tiled - whole).abs().max())
 
 
 def test_unaligned_tiles_differ(valid_net):
@@ -87,18 +100,6 @@ def test_tiny_and_non_square_images(valid_net, same_net, shape):
         out = predict_tiled(net, image, tile)
         assert out.shape == (2, *shape)
         assert torch.isfinite(out).all()
-
-
-def test_tiny_image_sees_mirrored_context(valid_net):
-    """A 9x13 image is extrapolated by mirroring: equals the prediction on its mirrored tiling."""
-    image = torch.rand(3, 9, 13)
-    out = predict_tiled(valid_net, image, 108)
-    # Build the big mirrored image explicitly and predict its centre.
-    # Shift by 48, a multiple of 2**depth, so both share one pooling grid.
-    rows, cols = mirror_indices(-48, 105, 9), mirror_indices(-48, 109, 13)
-    big = image[:, rows][:, :, cols]
-    big_out = predict_tiled(valid_net, big, 108)
-    assert torch.allclose(out, big_out[:, 48:57, 48:61], atol=1e-4)
 
 
 def test_same_mode_blending_removes_seams(same_net):

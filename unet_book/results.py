@@ -40,7 +40,7 @@ from unet_core.metrics import (
     segment_labels,
     segmentation_metrics,
 )
-from unet_core.runs import MODEL, RunResult, load_model
+from unet_core.runs import MODEL, PROBABILITIES, RunResult, load_model
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
 COLOURS = {
@@ -50,7 +50,7 @@ COLOURS = {
     "tn": (0, 0, 0),
     "outside": (60, 60, 60),  # outside the field of view
 }
-PROBS_FILE = "test_probabilities.npz"
+PROBS_FILE = PROBABILITIES
 
 
 def run_probabilities(

@@ -41,6 +41,19 @@ __all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "LOSSES", "OPTIMI
            "TrainConfig", "check_names"]
 
 
+#: Fields that never change what a run computes: where it runs and how often it checkpoints.
+RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every")
+#: Fields added after the first run folders were written, with the value that reproduces what
+#: those runs did (a stored config without the field is read with this value).
+ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1}
+
+
+def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a stored config) completed with the :data:`ADDED_FIELDS` it predates."""
+    return {**ADDED_FIELDS, **values} if set(ADDED_FIELDS) - set(values) else dict(values)
+
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Defaults are the ``cpu`` profile."""
@@ -92,10 +105,17 @@ class TrainConfig:
     keep_snapshots: bool = False  # keep the weights of every validation step (for curves)
 
     # --- precision and device -----------------------------------------------------------------
-    bf16: bool = True  # bf16 autocast (CPU: AVX-512 bf16 gives ~2x)
+    bf16: bool = True  # mixed precision where the device has it (unet_core.devices): bf16 on
+    # CPUs with native bf16 (~2x here) and on bf16 GPUs, fp16 + gradient scaler on other GPUs
     channels_last: bool = True  # NHWC memory format
     device: str = "auto"  # one of DEVICES
     threads: int = 0  # torch threads (0: leave torch's default)
+    deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
+
+    # --- faults and several processes ---------------------------------------------------------
+    checkpoint_every: int = 200  # steps between checkpoints besides validation passes (0: none)
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: off; it is always checked)
+    world_size: int = 1  # processes training one model (torchrun sets it; batch_size is global)
 
     profile: str = field(default="cpu")  # the profile this config started from
 
@@ -123,9 +143,16 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("depth", "val_images", "eval_every", "threads", "elastic_sigma", "lr",
-                     "weight_decay", "time_budget_min"):
+                     "weight_decay", "time_budget_min", "checkpoint_every", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {self.world_size!r}")
+        if self.batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is the global batch and must be divisible by "
+                f"world_size={self.world_size} (each process draws batch_size / world_size)"
+            )
         if self.elastic_grid < 2:
             raise ValueError(f"elastic_grid must be >= 2, got {self.elastic_grid!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -163,12 +190,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from a dict, e.g. a run's ``config.json``; fields added since it was
+        written (:data:`ADDED_FIELDS`) take their defaults."""
         check_names(values)
         return cls(**values)
 
-    def key(self, exclude: tuple[str, ...] = ("device", "threads")) -> str:
-        """A short hash of everything that changes the result (for load-or-train caching)."""
-        items = {k: v for k, v in self.to_dict().items() if k not in exclude}
+    def key(self, exclude: tuple[str, ...] = RESULT_NEUTRAL) -> str:
+        """A short hash of everything that changes the result (for load-or-train caching).
+
+        Fields that never change a result (:data:`RESULT_NEUTRAL`) are left out, and so are
+        :data:`ADDED_FIELDS` at their defaults: a config written before they existed keeps
+        its hash, so its run folder is still found.
+        """
+        items = {k: v for k, v in self.to_dict().items()
+                 if k not in exclude and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         blob = json.dumps(items, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 

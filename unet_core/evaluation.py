@@ -21,6 +21,7 @@ import torch
 
 from unet_core.config import TrainConfig
 from unet_core.data.splits import DataBundle, Example
+from unet_core.devices import choose_precision
 from unet_core.losses import foreground_probability
 from unet_core.metrics import evaluate_set, pixel_error, rand_error, variation_of_information
 from unet_core.model import UNet
@@ -29,11 +30,16 @@ from unet_core.tiling import predict_tiled
 
 
 def predict_probability(model: UNet, image: np.ndarray, cfg: TrainConfig) -> np.ndarray:
-    """Foreground probability ``(H, W)`` of a prepared ``(H, W, C)`` image (overlap-tile)."""
+    """Foreground probability ``(H, W)`` of a prepared ``(H, W, C)`` image (overlap-tile).
+
+    Runs on the model's device, in that device's mixed precision when ``cfg.bf16`` asks for it
+    (:func:`unet_core.devices.choose_precision`), under ``torch.inference_mode``.
+    """
     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, 2, 0)))  # (C, H, W)
+    device = next(model.parameters()).device
     logits = predict_tiled(
         model, x, cfg.eval_tile, tta=cfg.tta, batch_size=4,
-        autocast_dtype=torch.bfloat16 if cfg.bf16 else None,
+        autocast_dtype=choose_precision(device, cfg.bf16).autocast,
     )  # (K, H, W)
     return foreground_probability(logits[None])[0].numpy()
 

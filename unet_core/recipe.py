@@ -72,7 +72,10 @@ def loss_weight_maps(examples: Sequence[Example], cfg: TrainConfig) -> list[np.n
             for lab in labels]
 
 
-def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example]) -> PatchSampler:
+def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
+                  rank: int = 0) -> PatchSampler:
+    """The patch stream of one process: seeded by ``cfg.seed`` alone for a single process,
+    by ``(seed, rank)`` when several processes train together (each draws its own patches)."""
     model.check_size("patch_size", cfg.patch_size)
     aug_kwargs: dict[str, Any] = {}
     if cfg.augmentation == "paper":
@@ -85,7 +88,7 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example]) ->
         None if examples[0].fov is None else [e.fov for e in examples],
         input_size=cfg.patch_size,
         output_size=model.output_size(cfg.patch_size),
-        seed=cfg.seed,
+        seed=cfg.seed if cfg.world_size == 1 else [cfg.seed, rank],
         transform=None if cfg.augmentation == "none" else transform,
         weights=weights,
         min_valid_fraction=0.1 if examples[0].fov is not None else 0.0,

@@ -10,7 +10,14 @@ A run lives in ``runs/<name>/`` (``$UNET_RUNS_DIR``, default ``./runs``):
 * ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI) and
   ``threshold_choice``, how the threshold was chosen;
 * ``curves.png``: loss and validation metrics against minutes of training (drawn by the
-  caller of :func:`unet_core.train.train`: the command line, the book).
+  caller of :func:`unet_core.train.train`: the command line, the book);
+* ``environment.json``: where it ran (device, precision, threads, processes, versions);
+* ``snapshots/``: weights at every validation pass, when ``keep_snapshots`` is on;
+* ``test_probabilities.npz``: the book's cache of the final model's test probabilities.
+
+A fresh run (not resumed) into a folder that holds these files first removes them, and only
+them (:func:`clear_run_files`), so that an interrupted retraining is never mistaken for the
+finished run that was there before.
 
 Every file is written through :mod:`unet_core.atomic`. Chapter 5 explains the run folder.
 """
@@ -27,9 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from unet_core.atomic import write_json, write_text
 from unet_core.checkpoint import load_checkpoint, save_checkpoint
-from unet_core.config import TrainConfig
+from unet_core.config import RESULT_NEUTRAL, TrainConfig, with_added_fields
+from unet_core.devices import DEVICES, pick_device
 from unet_core.model import UNet
 from unet_core.recipe import build_model
 
@@ -39,6 +49,13 @@ MODEL = "model.pt"
 METRICS = "metrics.json"
 CONFIG = "config.json"
 HISTORY = "history.csv"
+ENVIRONMENT = "environment.json"
+CURVES = "curves.png"
+SNAPSHOTS = "snapshots"
+PROBABILITIES = "test_probabilities.npz"  # the book's cache of a run's test probabilities
+#: Every file a run writes into its folder; a fresh run removes these and nothing else.
+RUN_FILES: tuple[str, ...] = (CHECKPOINT, MODEL, METRICS, CONFIG, HISTORY, ENVIRONMENT, CURVES,
+                              PROBABILITIES)
 HISTORY_FIELDS = ("step", "minutes", "loss", "lr", "val_auc_roc", "val_f1", "val_loss")
 
 
@@ -65,6 +82,36 @@ class RunResult:
 
 
 # -- writing ----------------------------------------------------------------------------------
+def clear_run_files(run_dir: Path) -> list[str]:
+    """Remove the files a run writes (:data:`RUN_FILES` and ``snapshots/``) from ``run_dir``;
+    anything else there is left alone. Returns the names removed."""
+    removed = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    for name in removed:
+        (run_dir / name).unlink()
+    snapshots = run_dir / SNAPSHOTS
+    if snapshots.is_dir():
+        for f in snapshots.glob("step*.pt"):
+            f.unlink()
+        if not any(snapshots.iterdir()):
+            snapshots.rmdir()
+        removed.append(SNAPSHOTS + "/")
+    return removed
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[str]:
+    """Remove the temporary files a killed writer left (``.<run file>.<random>.tmp``): by
+    construction they are incomplete, and the file they were to replace is intact."""
+    stale = [p for name in RUN_FILES for p in run_dir.glob(f".{name}.*.tmp")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return [p.name for p in stale]
+
+
+def write_environment(run_dir: Path, info: dict[str, Any]) -> None:
+    write_json(run_dir / ENVIRONMENT, info, indent=1)
+
+
+
 def write_config(run_dir: Path, cfg: TrainConfig) -> None:
     write_json(run_dir / CONFIG, cfg.to_dict(), indent=2)
 
@@ -111,20 +158,36 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Config fields that differ (device and threads never change a result)."""
-    skip = {"device", "threads", *ignore}
+    """Config fields that differ, but for :data:`~unet_core.config.RESULT_NEUTRAL` ones (device,
+    threads, checkpoint interval); a field that one side predates counts as its default."""
+    a, b = with_added_fields(a), with_added_fields(b)
+    skip = {*RESULT_NEUTRAL, *ignore}
     return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
 
 
-def load_model(path: str | Path) -> tuple[UNet, TrainConfig, float]:
-    """Load ``model.pt`` (or a ``checkpoint.pt``): the model, its config and its threshold."""
-    state = load_checkpoint(path)
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               ) -> tuple[UNet, TrainConfig, float]:
+    """Load ``model.pt`` (or a ``checkpoint.pt``): the model, its config and its threshold.
+
+    ``device`` is a :data:`~unet_core.devices.DEVICES` choice (``auto``: CUDA, then MPS, then
+    the CPU; an unavailable one raises ``ValueError``) or any ``torch.device``; the tensors are
+    loaded straight onto it (``map_location``) and the model is returned there, in eval mode.
+    """
+    target = pick_device(device) if isinstance(device, str) and device in DEVICES else (
+        torch.device(device))
+    state = load_checkpoint(path, map_location=str(target))
     for key in ("model", "config", "in_channels"):
         if key not in state:
             raise ValueError(f"{path} is not a unet_core model file: it has no {key!r} entry")
     cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(cfg, int(state["in_channels"]))
-    model.load_state_dict(state["model"])
+    model = build_model(cfg, int(state["in_channels"])).to(target)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing keys, wrong shapes, ...
+        said = " ".join(str(exc).split()).removeprefix("Error(s) in loading state_dict for UNet:")
+        said = said.strip()[:200] or type(exc).__name__
+        raise ValueError(f"{path} is not a valid unet_core model file: its weights do not fit "
+                         f"the network its config describes ({said})") from exc
     model.eval()
     return model, cfg, float(state.get("threshold", cfg.threshold))
 

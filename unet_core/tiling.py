@@ -128,7 +128,7 @@ def _tiles(plan_y: TilePlan, plan_x: TilePlan) -> Iterator[tuple[int, int]]:
             yield y, x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _predict_once(
     model: UNet,
     image: torch.Tensor,

@@ -1,15 +1,27 @@
-"""Training with run folders, atomic checkpoints and exact resume (paper Sec. 3).
+"""Training with run folders, atomic checkpoints, exact resume and agreed stops (paper Sec. 3).
 
 :func:`train` reads in one screen: set up (:func:`_setup`), resume (:func:`_resume`), the loop
-of :func:`train_step` calls, a validation pass and checkpoint every ``eval_every`` steps
-(:func:`_validate_and_save`), and the final evaluation (:func:`_finish`). The run folder's
-files are described in :mod:`unet_core.runs`.
+of :func:`train_step` calls with a checkpoint every ``checkpoint_every`` steps and a validation
+pass every ``eval_every`` steps (:func:`_validate_and_save`), and the final evaluation
+(:func:`_finish`). The run folder's files are described in :mod:`unet_core.runs`; several
+processes (``torchrun``) are described in :mod:`unet_core.distributed`.
 
-A run killed at any point and started again with the same config continues from its last
-checkpoint and ends with the same weights as an uninterrupted run with the same seed (the
-patch sampler, the augmentation and dropout all draw from generators whose states are saved).
-A loss that becomes NaN or infinite stops the run with :class:`TrainingDiverged`; the last good
-checkpoint is kept.
+Faults:
+
+* A run killed at any point and started again with the same config continues from its last
+  checkpoint. It ends with the same weights as an uninterrupted run with the same seed on the
+  same machine: same device, torch build, thread count and number of processes (CPU runs are
+  bit-identical; on CUDA set ``deterministic=True``, which makes cuDNN and cuBLAS choose
+  deterministic kernels). The patch sampler, the augmentation and dropout draw from
+  generators whose states are saved, for every process.
+* SIGINT (Ctrl-C) and SIGTERM (a scheduler's notice) write a checkpoint at the end of the
+  current step and raise :class:`TrainingInterrupted`; the command line then exits with
+  ``128 + signal number`` (130, 143) and a line that says how to resume.
+* A loss, a gradient norm or a parameter that becomes NaN or infinite stops the run with
+  :class:`TrainingDiverged`; no step is taken with it and the last good checkpoint is kept.
+  ``grad_clip`` (optional) clips the gradient norm.
+* A fresh run into a folder that holds another run's files first removes those files
+  (:func:`unet_core.runs.clear_run_files`).
 
 Deviations from the paper are those of the chosen profile (see :mod:`unet_core.config`); the
 paper profile follows Sec. 3 where the paper is explicit. Explained in chapter 5.
@@ -17,21 +29,34 @@ paper profile follows Sec. 3 where the paper is explicit. Explained in chapter 5
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from unet_core.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchBatch, PatchSampler
 from unet_core.data.splits import DataBundle, load_data
-from unet_core.devices import pick_device
+from unet_core.devices import (
+    Precision,
+    choose_precision,
+    environment,
+    pick_device,
+    synchronize,
+)
+from unet_core.distributed import Distributed, from_environment, rank_device
 from unet_core.evaluation import choose_threshold, evaluate, predict_probability
 from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
@@ -40,75 +65,136 @@ from unet_core.runs import (
     CHECKPOINT,
     HISTORY,
     RunResult,
+    clear_run_files,
     config_diff,
     default_run_name,
+    remove_stale_temporaries,
     runs_dir,
     save_model,
     write_config,
+    write_environment,
     write_history,
     write_metrics,
 )
 
+#: What a training checkpoint must hold to be resumed from.
+RESUME_KEYS: tuple[str, ...] = ("model", "optimizer", "scheduler", "step", "minutes", "history",
+                                "rng", "config")
+#: A batch source replacing the patch sampler: ``(step, group) -> this process's batch``.
+BatchSource = Callable[[int, Distributed], PatchBatch]
+
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss, gradient or parameter became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM: a checkpoint was written; the same command resumes the run."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal: 128 + its number."""
+        return 128 + self.signum
+
+
+class StepResult(NamedTuple):
+    loss: torch.Tensor  # detached, fp32
+    grad_norm: torch.Tensor | None  # None when no step was taken
 
 
 def train_step(
-    model: UNet,
+    model: torch.nn.Module,
     batch: PatchBatch,
     loss_fn: Callable[..., torch.Tensor],
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
     device: torch.device,
-) -> torch.Tensor:
-    """One optimisation step on a batch of patches; returns the (detached) loss.
+    *,
+    precision: Precision | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    agree_finite: Callable[[bool], bool] | None = None,
+) -> StepResult:
+    """One optimisation step on a batch of patches.
 
-    Runs the forward pass under bf16 autocast and in channels-last layout when the config asks
-    for them; the loss is computed in fp32. When the loss is not finite, no step is taken.
+    The forward pass runs under the device's mixed precision (``precision``, by default
+    :func:`~unet_core.devices.choose_precision` of ``cfg.bf16``) and in channels-last layout
+    when the config asks for it; the loss is computed in fp32. No step is taken when the loss
+    is not finite (``agree_finite`` makes every process agree on that first) or, without a
+    gradient scaler, when the gradient norm is not finite. ``cfg.grad_clip > 0`` clips the norm.
     """
+    precision = precision or choose_precision(device, cfg.bf16)
     x = batch.image.to(device)  # (N, C, H_in, W_in)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+    with torch.autocast(device_type=device.type, dtype=precision.autocast or torch.bfloat16,
+                        enabled=precision.autocast is not None):
         logits = model(x)  # (N, K, H_out, W_out)
     weight = None if batch.weight is None else batch.weight.to(device)  # (N, H_out, W_out)
     loss = loss_fn(logits.float(), batch.target.to(device), mask=batch.valid.to(device),
                    weight_map=weight)
-    if torch.isfinite(loss):
-        optimizer.zero_grad(set_to_none=True)
+    finite = bool(torch.isfinite(loss))
+    if agree_finite is not None:
+        finite = agree_finite(finite)
+    if not finite:
+        return StepResult(loss.detach(), None)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
         loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if scaler is None and not torch.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss.detach(), norm)
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm)
+    if scaler is not None:
+        scaler.step(optimizer)  # skipped by the scaler when the unscaled gradients are not finite
+        scaler.update()
+    else:
         optimizer.step()
-    return loss.detach()
+    return StepResult(loss.detach(), norm)
 
 
 def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> float:
-    """Median seconds per training step of ``cfg`` on this machine (no training kept).
+    """Median seconds per training step of ``cfg`` on its training device (no training kept).
 
-    The first steps of a process are slow and noisy (kernel selection, memory pools): with 6
+    Each timed step ends with a device synchronisation, so a GPU's queued work is counted. The
+    first steps of a process are slow and noisy (kernel selection, memory pools): with 6
     warm-up steps and 10 timed ones, the first of six equal-budget ablation runs was once
     calibrated at 0.27 s/step where its run then took 0.19 s/step, and got 30 % less training
     than the others. 20 warm-up steps and the median of 20 more make that less likely.
     """
     if steps <= warmup:
         raise ValueError(f"steps={steps} must exceed warmup={warmup}")
+    device = pick_device(cfg.device)
     data = load_data(cfg)
-    model = build_model(cfg, data.in_channels)
+    model = build_model(cfg, data.in_channels).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     sampler = build_sampler(cfg, model, data.train)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
+    precision = choose_precision(device, cfg.bf16)
+    scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
     times = []
     for i in range(steps):
         t0 = time.perf_counter()  # sampling and augmentation count: training pays for them
-        train_step(model, sampler.sample(cfg.batch_size), loss_fn, optimizer, cfg,
-                   torch.device("cpu"))
+        train_step(model, sampler.sample(cfg.batch_size // cfg.world_size), loss_fn, optimizer,
+                   cfg, device, precision=precision, scaler=scaler)
+        synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
 
+# -- the run's state ----------------------------------------------------------------------------
 @dataclass
 class _Run:
     """Everything a run's loop changes, and what it needs to save it."""
@@ -116,84 +202,169 @@ class _Run:
     cfg: TrainConfig
     run_dir: Path
     device: torch.device
+    precision: Precision
+    group: Distributed
     data: DataBundle
-    model: UNet
+    model: UNet  # the network itself (what is saved and evaluated)
+    net: torch.nn.Module  # what is trained: ``model``, or its DDP wrapper
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: PatchSampler
     loss_fn: SegmentationLoss
+    scaler: torch.amp.GradScaler | None
     step: int = 0
     minutes: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    saved_step: int | None = None  # the step of the last checkpoint written
 
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / CHECKPOINT
 
+    def check_parameters(self) -> None:
+        """Raise :class:`TrainingDiverged` if a parameter is not finite (before a save)."""
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"parameters {', '.join(bad[:3])} became non-finite at step {self.step} of run "
+                f"{self.run_dir}; stopped. Last good checkpoint: {self.checkpoint} "
+                f"(step {self.saved_step})"
+            )
+
     def save(self) -> None:
-        save_checkpoint(self.checkpoint, {
+        """Checkpoint every rank's random states (a collective); rank 0 writes the file."""
+        self.check_parameters()
+        rng = self.group.gather(capture_rng(self.sampler.rng))
+        if not self.group.is_main:
+            self.saved_step = self.step
+            return
+        state: dict[str, Any] = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "step": self.step,
-            "minutes": self.minutes, "history": self.history,
-            "rng": capture_rng(self.sampler.rng), "config": self.cfg.to_dict(),
-            "in_channels": self.data.in_channels,
-        })
+            "minutes": self.minutes, "history": self.history, "rng": rng[0],
+            "config": self.cfg.to_dict(), "in_channels": self.data.in_channels,
+            "world_size": self.group.world_size, "environment": self._environment(),
+        }
+        if self.group.active:
+            state["rng_ranks"] = rng
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.checkpoint, state)
+        self.saved_step = self.step
+
+    def _environment(self) -> dict[str, Any]:
+        return {**environment(self.device, self.precision),
+                "world_size": self.group.world_size, "backend": self.group.backend}
 
 
-def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None,
+def _apply_world(cfg: TrainConfig, group: Distributed) -> TrainConfig:
+    """The config's ``world_size`` is the number of processes that train it."""
+    if cfg.world_size == group.world_size:
+        return cfg
+    if cfg.world_size == 1:  # the default: launched by torchrun with several processes
+        return replace(cfg, world_size=group.world_size)
+    raise ValueError(
+        f"world_size={cfg.world_size} but {group.world_size} process(es) were started; launch "
+        f"with torchrun --nproc-per-node (x --nnodes) = {cfg.world_size}, or drop world_size"
+    )
+
+
+def _determinism(cfg: TrainConfig, device: torch.device) -> None:
+    if cfg.deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    torch.backends.cudnn.deterministic = cfg.deterministic
+    torch.backends.cudnn.benchmark = not cfg.deterministic and device.type == "cuda"
+
+
+def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group: Distributed,
            log: Callable[[str], None]) -> _Run:
     """Seed, load the data, build model, optimiser, schedule, sampler and loss."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = rank_device(pick_device(cfg.device), group)
+    precision = choose_precision(device, cfg.bf16)
+    _determinism(cfg, device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     data = load_data(cfg, data_root)
     kind = "SYNTHETIC stand-in" if data.synthetic else "real"
     log(f"data: {cfg.dataset} from {data.root} ({kind}), {len(data.train)} train / "
         f"{len(data.val)} val / {len(data.test)} test images")
+    log(f"device: {device}, precision: {precision.note}"
+        + (f", {group.world_size} processes ({group.backend})" if group.active else ""))
     model = build_model(cfg, data.in_channels).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net: torch.nn.Module = model
+    if group.active:
+        if device.type == "cuda" and cfg.batch_norm:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
+                                      else None)
+        torch.manual_seed(cfg.seed + 1_000_003 * group.rank)  # dropout: a stream per process
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
-    sampler = build_sampler(cfg, model, data.train)
+    sampler = build_sampler(cfg, model, data.train, rank=group.rank)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    return _Run(cfg, run_dir, device, data, model, optimizer, scheduler, sampler, loss_fn)
+    scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
+    return _Run(cfg, run_dir, device, precision, group, data, model, net, optimizer, scheduler,
+                sampler, loss_fn, scaler)
 
 
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
-    """Continue from the run folder's checkpoint (its config must match)."""
-    state = load_checkpoint(run.checkpoint)
-    diff = config_diff(state["config"], run.cfg.to_dict())
+    """Continue from the run folder's checkpoint (its config and world size must match)."""
+    state = load_checkpoint(run.checkpoint, map_location=str(run.device))
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{run.checkpoint} is not a unet_core training checkpoint (it has no "
+                         f"{', '.join(missing)}); move it away or start over with --no-resume")
+    world = int(state.get("world_size", 1))
+    if world != run.group.world_size:
+        raise ValueError(
+            f"{run.checkpoint} was written by {world} process(es), this run has "
+            f"{run.group.world_size}: resume with torchrun --nproc-per-node (x --nnodes) = "
+            f"{world}, or start over with --no-resume"
+        )
+    diff = config_diff(state["config"], run.cfg.to_dict(), ignore=("world_size",))
     if diff:
         raise ValueError(
             f"{run.checkpoint} was written with a different config ({', '.join(diff)} differ); "
-            "use another run directory or resume=False to start over"
+            "use another run directory or --no-resume (resume=False) to start over"
         )
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    restore_rng(state["rng"], run.sampler.rng)
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    rng = state["rng_ranks"][run.group.rank] if run.group.active else state["rng"]
+    restore_rng(rng, run.sampler.rng)
     run.step, run.minutes = int(state["step"]), float(state["minutes"])
     run.history = [dict(row) for row in state["history"]]
-    run.resumed_from = run.step
+    run.resumed_from = run.saved_step = run.step
+    before = state.get("environment", {})
+    if before and before.get("device") != run.device.type:
+        log(f"warning: {run.checkpoint} was written on {before.get('device')}, resuming on "
+            f"{run.device.type}: the run continues, but not bit for bit as it would have there")
     log(f"resumed from {run.checkpoint} at step {run.step}")
 
 
 def _validate_and_save(run: _Run, mean_loss: float) -> None:
-    """Validation metrics into the history, then checkpoint, snapshot and ``history.csv``."""
+    """Validation metrics into the history (rank 0), then checkpoint, snapshot, ``history.csv``."""
     row = {"step": run.step, "minutes": round(run.minutes, 4), "loss": mean_loss,
            "lr": run.optimizer.param_groups[0]["lr"]}
-    if run.data.val:
+    if run.data.val and run.group.is_main:
         run.model.eval()
         res = evaluate(run.model, run.data.val, run.cfg, run.cfg.threshold)
         run.model.train()
         row.update({"val_auc_roc": res["pooled"]["auc_roc"], "val_f1": res["pooled"]["f1"]})
     run.history.append(row)
     run.save()
+    if not run.group.is_main:
+        return
     if run.cfg.keep_snapshots:  # weights only, for quality-vs-time curves after the run
         save_checkpoint(run.run_dir / "snapshots" / f"step{run.step:07d}.pt", {
             "model": run.model.state_dict(), "step": run.step, "minutes": run.minutes})
@@ -205,6 +376,9 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
     cfg, data, model = run.cfg, run.data, run.model
     if stopped_by == "time" or not run.history or run.history[-1]["step"] != run.step:
         run.save()
+    if not run.group.is_main:  # rank 0 evaluates and writes; the others are done
+        return RunResult(run.run_dir, cfg, run.step, run.minutes, {}, run.history,
+                         data.synthetic, run.resumed_from, stopped_by)
     model.eval()
     val_probs = [predict_probability(model, e.image, cfg) for e in data.val] or None
     threshold, choice = choose_threshold(model, data, cfg, val_probs)
@@ -225,6 +399,25 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
                      data.synthetic, run.resumed_from, stopped_by)
 
 
+@contextlib.contextmanager
+def _signals_to_flag() -> Iterator[dict[str, int]]:
+    """While training, SIGINT and SIGTERM only set a flag; the loop stops at the step's end."""
+    caught: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        caught.setdefault("signum", signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path | None = None,
@@ -233,38 +426,72 @@ def train(
     progress: bool = True,
     data_root: str | Path | None = None,
     stop_after: int | None = None,
+    batches: BatchSource | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Train ``cfg`` in ``run_dir`` (default ``runs/<dataset>-<profile>-<config hash>``).
 
     Args:
-        resume: continue from ``run_dir/checkpoint.pt`` if it exists (its config must match).
+        resume: continue from ``run_dir/checkpoint.pt`` if it exists (its config must match);
+            ``False`` starts over, removing the run files already there.
         progress: tqdm progress bar.
         data_root: data directory (default ``$UNET_DATA_DIR``).
         stop_after: stop (as if killed) after this many steps without final evaluation; for
             testing resume.
+        batches: a test hook replacing the patch sampler (:data:`BatchSource`).
 
-    The run's figures (``curves.png``) are drawn by the caller from ``RunResult.history``.
+    Under ``torchrun`` every process calls this; see :mod:`unet_core.distributed`. The run's
+    figures (``curves.png``) are drawn by the caller from ``RunResult.history``.
     """
+    group = from_environment(pick_device(cfg.device).type)
+    log = log if group.is_main else (lambda _: None)
+    cfg = _apply_world(cfg, group)
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / default_run_name(cfg)
-    run = _setup(cfg, run_dir, data_root, log)
-    if resume and run.checkpoint.exists():
-        _resume(run, log)
-    write_config(run_dir, cfg)
+    try:
+        run = _setup(cfg, run_dir, data_root, group, log)
+        if group.is_main and (stale := remove_stale_temporaries(run_dir)):
+            log(f"removed {len(stale)} incomplete file(s) left by a killed writer: "
+                f"{', '.join(stale)}")
+        if resume and run.checkpoint.exists():
+            _resume(run, log)
+        elif group.is_main and (removed := clear_run_files(run_dir)):
+            log(f"fresh run in {run_dir}: removed the earlier run's {', '.join(removed)}")
+        group.barrier()
+        if group.is_main:
+            write_config(run_dir, cfg)
+            write_environment(run_dir, run._environment())
+        with _signals_to_flag() as caught:
+            return _loop(run, caught, progress, stop_after, batches, log)
+    finally:
+        group.close()
 
+
+def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | None,
+          batches: BatchSource | None, log: Callable[[str], None]) -> RunResult:
+    cfg, group = run.cfg, run.group
     stopped_by, running, count = "steps", 0.0, 0
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="train", disable=not progress)
-    run.model.train()
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="train",
+               disable=not progress or not group.is_main)
+    run.net.train()
     while run.step < cfg.steps:
-        if cfg.time_budget_min and run.minutes >= cfg.time_budget_min:
+        flags = group.agree(run.device, interrupted="signum" in caught,
+                            time=bool(cfg.time_budget_min) and run.minutes >= cfg.time_budget_min)
+        if flags["interrupted"]:
+            bar.close()
+            raise _interrupted(run, caught.get("signum", signal.SIGTERM), log)
+        if flags["time"]:
             stopped_by = "time"
             break
         t0 = time.perf_counter()
-        batch = run.sampler.sample(cfg.batch_size)
-        loss = train_step(run.model, batch, run.loss_fn, run.optimizer, cfg, run.device)
-        if not torch.isfinite(loss):
+        batch = (batches(run.step, group) if batches is not None
+                 else run.sampler.sample(cfg.batch_size // cfg.world_size))
+        agree = (lambda ok: not group.agree(run.device, nonfinite=not ok)["nonfinite"]
+                 ) if group.active else None
+        loss, norm = train_step(run.net, batch, run.loss_fn, run.optimizer, cfg, run.device,
+                                precision=run.precision, scaler=run.scaler, agree_finite=agree)
+        if norm is None or (run.scaler is None and not torch.isfinite(norm)):
             bar.close()
-            raise _diverged(run, loss)
+            raise _diverged(run, loss, norm)
         run.scheduler.step()
         run.step += 1
         run.minutes += (time.perf_counter() - t0) / 60.0
@@ -274,18 +501,31 @@ def train(
         if (cfg.eval_every and run.step % cfg.eval_every == 0) or run.step == cfg.steps:
             _validate_and_save(run, running / count)
             running, count = 0.0, 0
+        elif cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
+            run.save()
         if stop_after is not None and run.step >= stop_after:
             bar.close()
-            return RunResult(run_dir, cfg, run.step, run.minutes, {}, run.history,
+            return RunResult(run.run_dir, cfg, run.step, run.minutes, {}, run.history,
                              run.data.synthetic, run.resumed_from, "stop_after")
     bar.close()
     return _finish(run, stopped_by, log)
 
 
-def _diverged(run: _Run, loss: torch.Tensor) -> TrainingDiverged:
-    last = (f"{run.checkpoint} (step {run.history[-1]['step']:.0f})" if run.history
+def _interrupted(run: _Run, signum: int, log: Callable[[str], None]) -> TrainingInterrupted:
+    run.save()
+    name = signal.Signals(signum).name
+    message = (f"{name} received: stopped after step {run.step} of {run.cfg.steps}; checkpoint "
+               f"written to {run.checkpoint}. Run the same command again to resume.")
+    log(message)
+    return TrainingInterrupted(message, signum)
+
+
+def _diverged(run: _Run, loss: torch.Tensor, norm: torch.Tensor | None) -> TrainingDiverged:
+    last = (f"{run.checkpoint} (step {run.saved_step})" if run.saved_step is not None
             else "none yet")
+    what = (f"loss became {loss.item()}" if norm is None
+            else f"gradient norm became {norm.item()} (loss {loss.item():.4g})")
     return TrainingDiverged(
-        f"loss became {loss.item()} at step {run.step + 1} of run {run.run_dir}; stopped. "
-        f"Last good checkpoint: {last}. Try a lower lr (now {run.cfg.lr}) or bf16=False."
+        f"{what} at step {run.step + 1} of run {run.run_dir}; stopped. Last good checkpoint: "
+        f"{last}. Try a lower lr (now {run.cfg.lr}), grad_clip, or bf16=False."
     )

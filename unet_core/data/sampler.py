@@ -30,6 +30,8 @@ Example (DRIVE, the paper's valid-padding net)::
     batch = sampler.sample(16)  # image (16, 3, 188, 188), target and valid (16, 4, 4)
     loss = (F.cross_entropy(model(batch.image), batch.target, reduction="none")
             [batch.valid].mean())
+
+Explained in chapter 5 (training); chapter 2 explains the mirrored context.
 """
 
 from __future__ import annotations
@@ -179,8 +181,8 @@ class PatchSampler:
         input_size: side (or ``(h, w)``) of the input patch, e.g. 572 or 188 for the paper net.
         output_size: side of the target patch, centred in the input (``model.output_size(n)``
             for a valid-padding net); defaults to ``input_size`` (same padding).
-        seed: seeds the sampler's own ``numpy.random.Generator``; equal seeds give equal
-            batch sequences.
+        seed: seeds the sampler's own ``numpy.random.Generator`` (an int, or a sequence such
+            as ``(seed, rank)``); equal seeds give equal batch sequences.
         standardize: if True, subtract each image's per-channel mean and divide by its standard
             deviation, both measured once over its FOV (whole image without FOV), after any
             transform. Off by default (the paper does not say it normalises).
@@ -202,7 +204,7 @@ class PatchSampler:
         weights: Sequence[np.ndarray] | None = None,
         input_size: int | tuple[int, int],
         output_size: int | tuple[int, int] | None = None,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         standardize: bool = False,
         transform: Transform | None = None,
         min_valid_fraction: float = 0.0,
