@@ -110,19 +110,21 @@ def test_read_image_modes(tmp_path):
     shapes = {p.suffix + p.stem: read_image(p).shape for p in paths}
     assert shapes[".tifa"] == (61, 47, 3) and shapes[".pngb"] == (61, 47)
     assert shapes[".pngc"] == (61, 47, 3) and shapes[".gife"] == (61, 47, 3)
-    sixteen = read_image(paths[-1])
-    assert sixteen.dtype == np.uint8 and sixteen.max() == 255
+    sixteen = read_image(paths[-1])  # scaled by its type's range, not stretched per image
+    stored = np.asarray(Image.open(paths[-1]), np.float64)
+    assert sixteen.dtype == np.float32 and stored.max() > 255
+    np.testing.assert_allclose(sixteen, stored / 65535, rtol=1e-6)
 
 
 def _mask_agrees_with_probability(folder: Path, stem: str, threshold: float) -> np.ndarray:
-    """The mask PNG is the probability PNG at ``threshold`` (8-bit rounding aside); returns
-    the probability (the PNG's levels / 255)."""
-    prob = np.asarray(Image.open(folder / f"{stem}_prob.png"), np.float64) / 255.0
+    """The mask PNG is the probability PNG at ``threshold`` (16-bit rounding aside); returns
+    the probability (the PNG's levels / 65535)."""
+    prob = np.asarray(Image.open(folder / f"{stem}_prob.png"), np.float64) / 65535.0
     mask = np.asarray(Image.open(folder / f"{stem}_mask.png"))
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
-    # prob PNG = round(255 p): the stored level is within half a level of p, so only pixels
+    # prob PNG = round(65535 p): the stored level is within half a level of p, so only pixels
     # within one level of the threshold may fall on either side.
-    sure = np.abs(prob - threshold) > 1 / 255
+    sure = np.abs(prob - threshold) > 1 / 65535
     assert sure.mean() > 0.5
     assert np.array_equal(mask[sure] == 255, prob[sure] >= threshold)
     return prob

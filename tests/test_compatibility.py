@@ -57,8 +57,10 @@ def test_old_model_predicts_the_probabilities_it_gave_then(fixture_data, tmp_pat
     code = main(["predict", "--checkpoint", str(FIXTURE / "model.pt"), "--output",
                  str(tmp_path / "out"), str(image)])
     assert code == 0
-    prob = np.asarray(Image.open(tmp_path / "out" / f"{image.stem}_prob.png"), np.float64) / 255
-    # 8-bit probabilities: the sum over 72x68 pixels agrees to about half a level per pixel
+    # 16-bit probability PNGs (value / 65535; they were 8-bit when the fixture was made): the
+    # sum over 72x68 pixels agrees to about half an 8-bit level per pixel
+    prob = np.asarray(Image.open(tmp_path / "out" / f"{image.stem}_prob.png"),
+                      np.float64) / 65535
     assert prob.sum() == pytest.approx(EXPECTED["first_test_prob_sum"], abs=0.002 * prob.size)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +29,40 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a clear error names a bad file."""
+    """Load a checkpoint with ``weights_only=True``; a clear error names a bad file.
+
+    A missing file raises ``FileNotFoundError``; a truncated, corrupt or foreign file (one not
+    written by this package, or holding Python objects that could run code) raises a one-line
+    ``ValueError`` that names the file and says it is not a valid unet_core checkpoint. The
+    message never suggests loading it with ``weights_only=False``, as PyTorch's own does.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles before failing
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, unsafe globals, ...
         raise ValueError(
-            f"checkpoint {path} could not be loaded as a weights-only PyTorch checkpoint "
-            f"(truncated, corrupt, or holding objects other than tensors and plain types): {exc}"
+            f"checkpoint {path} could not be loaded: it is not a valid unet_core checkpoint "
+            f"({_why_not_loaded(exc)})"
         ) from exc
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+        raise ValueError(f"checkpoint {path} is not a valid unet_core checkpoint (it holds a "
+                         f"{type(state).__name__}, not a dict)")
     return state
+
+
+def _why_not_loaded(exc: Exception) -> str:
+    """What a failed ``torch.load`` says, in a few words (its own text is long)."""
+    text = str(exc)
+    if "Unsupported global" in text:
+        return ("it holds Python objects other than tensors and plain values, which are not "
+                "loaded because loading them could run code")
+    if "zip archive" in text or "central directory" in text:
+        return "the file is truncated or corrupt"
+    return "the file is truncated, corrupt or not a PyTorch checkpoint"
 
 
 def capture_rng(generator: np.random.Generator | None = None) -> dict[str, Any]:

@@ -1,9 +1,20 @@
 """Command line: ``python -m unet_core train|evaluate|predict``.
 
 ``train`` takes a profile and any :class:`~unet_core.config.TrainConfig` field as an option
-(``--steps 500 --no-bf16 --loss bce``); ``evaluate`` re-evaluates a run's model; ``predict``
-segments image files of any format and size. ``train`` also writes the run's ``curves.png``
-(:mod:`unet_core.curves`). Chapter 5 shows the commands.
+(``--steps 500 --no-bf16 --loss bce``) and writes the run's ``curves.png``
+(:mod:`unet_core.curves`); ``evaluate`` re-evaluates a run's model on its data set;
+``predict`` segments image files and folders of any format and size (:mod:`unet_core.predict`:
+16-bit probability PNGs, 0/255 masks, optionally an estimated field of view). ``evaluate`` and
+``predict`` load the model straight onto ``--device`` (auto: CUDA, then MPS, then the CPU) and
+compute in that device's precision. Chapter 5 shows the commands, chapter 8 ``predict``.
+
+Errors: a user error (a missing, truncated, corrupt or foreign checkpoint, an unreadable data
+folder, a bad config value, a diverged run) prints one line ``error: ...`` on stderr naming the
+file or setting and what to do, never a traceback, and exits with 1 (2 for a bad option or
+config value). An interrupted run (SIGINT, SIGTERM; a checkpoint was written) prints how to
+resume and exits with 128 + the signal's number. Under ``torchrun`` only rank 0 prints (also
+the errors, which every rank meets alike) and draws ``curves.png``; the other ranks stay silent
+and exit with the same code.
 """
 
 from __future__ import annotations
@@ -11,19 +22,52 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from unet_core.atomic import write_text
 from unet_core.config import PROFILES, TrainConfig, check_names
 from unet_core.curves import save_curves
 from unet_core.data.splits import load_data
+from unet_core.devices import DEVICES
 from unet_core.evaluation import evaluate
-from unet_core.predict import predict_files
+from unet_core.model import UNet
+from unet_core.predict import (
+    FOV_MODES,
+    IMAGE_SUFFIXES,
+    PredictionSummary,
+    describe_error,
+    predict_files,
+)
 from unet_core.runs import load_model
 from unet_core.tiling import TTA_MODES
-from unet_core.train import train
+from unet_core.train import TrainingDiverged, TrainingInterrupted, train
+
+PREDICT_EPILOG = f"""\
+Written per image into --output:
+  <stem>_prob.png  the foreground probability p as a 16-bit grey PNG, value = round(p * 65535)
+                   (no loss of information: read back as value / 65535); the model's raw
+                   output everywhere, also outside an estimated field of view
+  <stem>_mask.png  0/255: p >= threshold (and, with --fov auto, 0 outside the field of view)
+  <stem>_fov.png   with --fov auto: the ESTIMATED field of view of a fundus photograph
+                   (bright disc on a black surround), 0/255; not an official mask
+A folder argument means its images, sorted, not its subfolders:
+  {' '.join(IMAGE_SUFFIXES)} (any case); other files there are listed as ignored.
+16-bit and float images are scaled by their type's range (16-bit / 65535, float taken as 0-1
+and clipped), as 8-bit ones by 255 in training; never stretched per image.
+Inputs with the same stem (a/x.png, b/x.png) never overwrite each other: later ones are
+written as x-2_*, x-3_*, ... and their output line says so. A bad file is reported with its
+reason and the others are processed; the exit code is then 1.
+"""
+
+
+class _UsageError(ValueError):
+    """A bad option or config value: exit code 2, like argparse's own errors."""
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -40,39 +84,84 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(option, dest=f.name, type=kind, default=None)
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability: expected 0 <= t <= 1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of pixels")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m unet_core", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m unet_core", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a U-Net (resumes an interrupted run)")
     train.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     train.add_argument("--run-dir", type=Path, default=None,
-                       help="run directory (default runs/<dataset>-<profile>-<config hash>)")
+                       help="run directory (default runs/<dataset>-<profile>-<config hash>); "
+                            "its checkpoint.pt is resumed from unless --no-resume")
     train.add_argument("--data-dir", type=Path, default=None, help="default $UNET_DATA_DIR")
     train.add_argument("--no-resume", action="store_true", help="start over")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(train)
 
+    device_help = ("where to compute (auto: CUDA, then MPS, then the CPU); the checkpoint is "
+                   "loaded straight onto it and the device's precision is used")
     ev = sub.add_parser("evaluate", help="evaluate a trained model on its data set")
     ev.add_argument("--checkpoint", type=Path, required=True, help="a run's model.pt")
     ev.add_argument("--split", choices=("test", "val"), default="test")
     ev.add_argument("--data-dir", type=Path, default=None)
     ev.add_argument("--tta", choices=TTA_MODES, default=None)
+    ev.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics here")
 
-    pr = sub.add_parser("predict", help="segment image files (any format, any size)")
+    pr = sub.add_parser("predict", help="segment image files and folders (any format and size)",
+                        epilog=PREDICT_EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     pr.add_argument("--checkpoint", type=Path, required=True, help="a run's model.pt")
     pr.add_argument("--output", type=Path, required=True, help="folder for the PNGs")
-    pr.add_argument("--threshold", type=float, default=None, help="default: the model's")
-    pr.add_argument("--tile", type=int, default=None, help="tile side (default: the model's)")
+    pr.add_argument("--threshold", type=_probability, default=None,
+                    help="mask threshold (default: the model's, chosen on training-set images)")
+    pr.add_argument("--tile", type=_positive_int, default=None,
+                    help="tile side (default: the model's)")
     pr.add_argument("--tta", choices=TTA_MODES, default=None)
-    pr.add_argument("images", nargs="+", type=Path)
+    pr.add_argument("--fov", choices=FOV_MODES, default="none",
+                    help="none: segment the whole image (default); auto: estimate the field of "
+                         "view of a fundus photograph, write it as <stem>_fov.png and set the "
+                         "mask to background outside it (an estimate)")
+    pr.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("images", nargs="+", type=Path, help="image files and folders of images")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"profile"}
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def _main_rank() -> bool:
+    """False in a ``torchrun`` process other than rank 0 (it prints nothing)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def _error(message: str) -> None:
+    if _main_rank():
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,47 +177,134 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 message += f" ({exc}; as options: --name-with-dashes)"
         parser.error(message)
-    if args.command == "train":
-        try:
-            cfg = TrainConfig.from_profile(args.profile, **_overrides(args))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    try:
+        return command(args)
+    except TrainingInterrupted as exc:  # a checkpoint was written; the message says how to resume
+        if _main_rank():
+            print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted (Ctrl-C); files already written are kept")
+        return 130
+    except _UsageError as exc:
+        _error(str(exc))
+        return 2
+    except TrainingDiverged as exc:  # the message says what to try
+        _error(f"training diverged: {exc}")
+        return 1
+    except (ValueError, OSError) as exc:  # DataError is a ValueError
+        _error(describe_error(exc))
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        cfg = TrainConfig.from_profile(args.profile, **_overrides(args))
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
+    try:
         result = train(cfg, args.run_dir, resume=not args.no_resume, progress=not args.quiet,
                        data_root=args.data_dir)
+    except ValueError as exc:
+        if "not a valid unet_core checkpoint" not in str(exc):
+            raise
+        raise ValueError(f"{describe_error(exc)}: cannot resume from it; move it away, or "
+                         "start the run over with --no-resume") from exc
+    if _main_rank():  # under torchrun the other ranks have no run folder to draw or report
         save_curves(result.run_dir, result.history)
         print(f"run directory: {result.run_dir}")
-        return 0
+    return 0
 
-    if args.command == "evaluate":
-        model, cfg, threshold = load_model(args.checkpoint)
-        if args.tta is not None:
-            cfg = TrainConfig.from_dict(cfg.to_dict() | {"tta": args.tta})
-        data = load_data(cfg, args.data_dir)
-        examples = data.test if args.split == "test" else data.val
-        result = evaluate(model, examples, cfg, threshold)
-        pooled = result["pooled"]
-        tag = " (SYNTHETIC data)" if data.synthetic else ""
-        print(f"{cfg.dataset} {args.split}{tag}, {len(examples)} images, threshold "
-              f"{threshold:.3f}")
-        for key, value in pooled.items():
-            print(f"  {key:12s} {value:.4f}")
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=1))
-        return 0
 
-    model, cfg, threshold = load_model(args.checkpoint)
-    done, failed = predict_files(
-        model, cfg, args.images, args.output,
-        threshold=threshold if args.threshold is None else args.threshold,
-        tile=args.tile, tta=args.tta,
-        on_error=lambda p, e: print(f"error: {p}: {e}", file=sys.stderr),
+def _load_model(args: argparse.Namespace) -> tuple[UNet, TrainConfig, float]:
+    """``--checkpoint`` onto ``--device``; a bad checkpoint's error says what is expected."""
+    try:
+        return load_model(args.checkpoint, device=args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        if str(args.checkpoint) not in str(exc):  # e.g. --device cuda without CUDA
+            raise
+        raise type(exc)(f"{describe_error(exc)}; --checkpoint expects a run's model.pt (or "
+                        "checkpoint.pt) written by python -m unet_core train") from exc
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model, cfg, threshold = _load_model(args)
+    if args.tta is not None:
+        cfg = TrainConfig.from_dict(cfg.to_dict() | {"tta": args.tta})
+    data = load_data(cfg, args.data_dir)
+    examples = data.test if args.split == "test" else data.val
+    if not examples:
+        raise _UsageError(f"--split {args.split}: the run's data has no {args.split} images "
+                          "(val_images=0); use --split test")
+    result = evaluate(model, examples, cfg, threshold)
+    pooled = result["pooled"]
+    tag = " (SYNTHETIC data)" if data.synthetic else ""
+    device = next(model.parameters()).device
+    print(f"{cfg.dataset} {args.split}{tag}, {len(examples)} images, threshold "
+          f"{threshold:.3f}, on {device.type}")
+    for key, value in pooled.items():
+        print(f"  {key:12s} {value:.4f}")
+    if args.json:
+        write_text(args.json, json.dumps(result, indent=1))
+    return 0
+
+
+def _failure(path: Path, exc: Exception) -> str:
+    """One line naming the file and why it failed."""
+    reason = describe_error(exc)
+    return reason if str(path) in reason else f"{path}: {reason}"
+
+
+def _file_error(path: Path, exc: Exception) -> None:
+    tqdm.write(f"error: {_failure(path, exc)}", file=sys.stderr)  # above the progress bar
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model, cfg, threshold = _load_model(args)
+    threshold = threshold if args.threshold is None else args.threshold
+    summary = predict_files(
+        model, cfg, args.images, args.output, threshold=threshold, tile=args.tile,
+        tta=args.tta, fov=args.fov, progress=not args.quiet, on_error=_file_error,
     )
-    for p in done:
-        print(f"{p.source} -> {p.probability.name}, {p.mask.name} "
-              f"({p.shape[0]}x{p.shape[1]}, {100 * p.foreground_fraction:.1f} % foreground)")
-    print(f"{len(done)} image(s) segmented, {len(failed)} failed")
-    return 1 if failed else 0
+    for p in summary.predictions:
+        written = ", ".join(f.name for f in (p.probability, p.mask, p.fov) if f is not None)
+        notes = [f"{p.shape[0]}x{p.shape[1]}", f"{100 * p.foreground_fraction:.1f} % foreground"]
+        if p.fov_found is not None:
+            notes.append(f"estimated FOV {100 * (p.fov_fraction or 0.0):.1f} % of the image"
+                         if p.fov_found else "no black surround found: FOV = whole image")
+        renamed = f" [renamed: {p.renamed}]" if p.renamed else ""
+        print(f"{p.source} -> {written} ({', '.join(notes)}){renamed}")
+    print(_summary(summary, threshold, args.fov))
+    return 1 if summary.failed else 0
+
+
+def _summary(summary: PredictionSummary, threshold: float, fov: str) -> str:
+    done, failed, inputs = summary.predictions, summary.failed, summary.inputs
+    kinds = ["<stem>_prob.png (16-bit probability, value / 65535)",
+             f"<stem>_mask.png (0/255 at threshold {threshold:.3f}"
+             + (", 0 outside the estimated FOV)" if fov == "auto" else ")")]
+    if fov == "auto":
+        kinds.append("<stem>_fov.png (estimated field of view)")
+    lines = [f"{len(done)} image(s) segmented, {len(failed)} failed; written to "
+             f"{summary.output}: {', '.join(kinds)}"]
+    renamed = sum(p.renamed is not None for p in done)
+    if renamed:
+        lines.append(f"{renamed} output name(s) changed so that no file overwrites another "
+                     "(see [renamed] above)")
+    replaced = sum(p.replaced for p in done)
+    if replaced:
+        lines.append(f"{replaced} file(s) of an earlier run in {summary.output} replaced")
+    if inputs.ignored:
+        lines.append(f"{len(inputs.ignored)} non-image file(s) in the folders ignored: "
+                     + ", ".join(map(str, inputs.ignored)))
+    if inputs.repeated:
+        lines.append("given more than once, segmented once: "
+                     + ", ".join(map(str, inputs.repeated)))
+    if failed:
+        lines.append("failed:")
+        lines += [f"  {_failure(path, exc)}" for path, exc in failed]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,14 @@ on missing bytes, unless some other code has set ``PIL.ImageFile.LOAD_TRUNCATED_
 True (this module never does).
 
 Used by every chapter that reads files; chapter 8 reads a reader's own image with
-:func:`read_image`.
+:func:`read_image`, which scales 16-bit and float images by their type's range (as training
+scales 8-bit ones by 255), not per image.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,28 +189,126 @@ def read_gray(path: Path, what: str = "image") -> np.ndarray:
     raise DataError(f"{what} {path} has mode {mode!r}: expected 8-bit greyscale (mode L)")
 
 
-#: Modes of more than 8 bits per pixel (read by :func:`read_image` with a per-image stretch).
+#: Modes of more than 8 bits per pixel; :func:`read_image` scales them by their type's range.
 WIDE_MODES: tuple[str, ...] = ("I;16", "I;16B", "I;16L", "I", "F")
+_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def read_image(path: Path, what: str = "image") -> np.ndarray:
-    """Any image Pillow reads, as uint8 ``(H, W, 3)`` (colour) or ``(H, W)`` (grey).
+    """Any image Pillow reads, as ``(H, W, 3)`` (colour) or ``(H, W)`` (grey).
 
-    RGB, RGBA (alpha dropped), palette, CMYK, YCbCr, ... become RGB; L, LA and 1-bit become
-    grey; 16-bit and float images (:data:`WIDE_MODES`) are stretched from their minimum to
-    their maximum onto 0-255. This is the reader of ``predict`` and of the explorer's own
-    images; the data-set loaders use the stricter :func:`read_rgb` and :func:`read_gray`.
-    Every failure is a :class:`DataError` naming the file.
+    8-bit images come back as uint8, as the data-set loaders return them: RGB, RGBA (alpha
+    dropped), palette, CMYK, YCbCr, ... become RGB; L, LA and 1-bit become grey.
+
+    Deeper images come back as float32 in [0, 1], scaled by **their type's range**, as 8-bit
+    ones are by 255 in training (:func:`unet_core.data.prepare.prepare_image`), never
+    stretched per image (a stretch would brighten a dark photograph and change what the
+    model sees):
+
+    * 16-bit grey (``I;16``, ``I;16B``, ``I;16L``): divided by 65535, so a 16-bit copy
+      ``v * 257`` of an 8-bit image reads as that image (``v / 255``);
+    * 32-bit integer (``I``): divided by 65535 when every value fits in 16 bits (how Pillow
+      hands over many 16-bit files), else by 2**31 - 1; negative values raise;
+    * 32-bit float (``F``): taken as already in [0, 1] and **clipped** to it; NaN or
+      infinite values raise;
+    * TIFFs with more than 8 bits per colour sample (16-bit or float RGB, which Pillow reduces
+      to 8 bits or cannot open) are read with tifffile and scaled the same way (uint16 by
+      65535, floats clipped to [0, 1]).
+
+    A 12-bit camera's values stored in 16 bits therefore read dark (at most 4095 / 65535);
+    scale such files to the full range before predicting. This is the reader of ``predict``
+    and of the explorer's own images; the data-set loaders use the stricter :func:`read_rgb`
+    and :func:`read_gray`. Every failure is a :class:`DataError` naming the file.
     """
+    path = Path(path)
+    with warnings.catch_warnings():
+        # Pillow warns about damaged metadata (EXIF) of files it decodes; the pixels are what
+        # is read here, and a file whose pixels cannot be decoded raises below
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            array = _read_with_pillow(path, what)
+        except DataError as exc:
+            if path.suffix.lower() not in _TIFF_SUFFIXES or not path.is_file():
+                raise
+            try:  # e.g. a float RGB TIFF, which Pillow cannot open
+                return _read_deep_tiff(path, what)
+            except DataError:
+                raise exc from None
+    return _read_deep_tiff(path, what) if array is None else array
+
+
+def _read_with_pillow(path: Path, what: str) -> np.ndarray | None:
+    """:func:`read_image` through Pillow; None for a TIFF of more than 8 bits per sample."""
     with _open(path, what) as im:
         if im.mode in WIDE_MODES:
-            array = np.asarray(im, dtype=np.float64)
-            lo, hi = float(array.min()), float(array.max())
-            scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
-            return scaled.round().astype(np.uint8)
+            return _unit_range(np.asarray(im), f"{what} {path} (mode {im.mode!r})")
+        if im.format == "TIFF" and _tiff_bits(im) > 8:
+            return None
         if im.mode in ("L", "1", "LA"):
             return np.asarray(im.convert("L")).copy()
         return np.asarray(im.convert("RGB")).copy()
+
+
+def _tiff_bits(im: Image.Image) -> int:
+    bits = getattr(im, "tag_v2", {}).get(258, 8)  # BitsPerSample, one value per sample
+    return int(max(bits)) if isinstance(bits, tuple | list) else int(bits)
+
+
+def _read_deep_tiff(path: Path, what: str) -> np.ndarray:
+    """The first page of a TIFF with tifffile: ``(H, W)`` or ``(H, W, 3)`` in [0, 1]."""
+    import tifffile
+
+    records = _LogRecords()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(records)
+    try:
+        array = np.asarray(tifffile.imread(path, key=0))
+    except Exception as exc:  # tifffile fails in many ways (ValueError, struct.error, ...)
+        raise DataError(
+            f"cannot read {what} {path}: {exc} (the file is truncated, corrupt or not a TIFF)"
+        ) from exc
+    finally:
+        logger.removeHandler(records)
+    if records.messages:
+        raise DataError(
+            f"cannot read {what} {path}: {records.messages[0]} (the file is truncated or corrupt)"
+        )
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
+        array = np.moveaxis(array, 0, 2)  # planar colour: (C, H, W) -> (H, W, C)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        array = array[:, :, :3]  # alpha dropped
+    elif array.ndim == 3 and array.shape[2] == 2:
+        array = array[:, :, 0]  # grey and alpha
+    elif array.ndim != 2:
+        raise DataError(
+            f"{what} {path} has shape {array.shape}: expected a grey (H, W) or colour "
+            "(H, W, 3) image"
+        )
+    if array.size == 0:
+        raise DataError(f"{what} {path} is empty (0 pixels)")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    return _unit_range(array, f"{what} {path}")
+
+
+def _unit_range(values: np.ndarray, source: str) -> np.ndarray:
+    """Deeper-than-8-bit values as float32 in [0, 1], scaled by their type's range."""
+    if np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise DataError(f"{source} holds NaN or infinite values: expected intensities in "
+                            "[0, 1]")
+        return np.clip(values, 0.0, 1.0)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise DataError(f"{source} has pixel type {values.dtype}: expected integers or floats")
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0:
+        raise DataError(f"{source} has negative values (minimum {lo}): expected non-negative "
+                        "intensities")
+    # 16-bit values (also those Pillow hands over as 32-bit "I"), else the type's maximum
+    # (2**31 - 1 for Pillow's signed 32-bit "I")
+    scale = 65535.0 if hi <= 65535 else float(np.iinfo(values.dtype).max)
+    return (values.astype(np.float64) / scale).astype(np.float32)
 
 
 # -- masks ------------------------------------------------------------------------------------
