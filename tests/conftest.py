@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from unet_book.experiments import load_or_train  # noqa: E402
 from unet_core.config import TrainConfig  # noqa: E402
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012  # noqa: E402
+from unet_core.model import UNet  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +29,20 @@ def _seed() -> None:
 def _close_figures():
     yield
     plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def valid_net() -> UNet:
+    """A small valid-padding U-Net in eval mode (tiling and padding tests)."""
+    torch.manual_seed(1)
+    return UNet(3, 2, 4, 3, "valid").eval()
+
+
+@pytest.fixture(scope="module")
+def same_net() -> UNet:
+    """Its same-padding twin."""
+    torch.manual_seed(2)
+    return UNet(3, 2, 4, 3, "same").eval()
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012
-
 pytestmark = pytest.mark.slow
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -29,11 +27,8 @@ SMOKE = ["--profile", "smoke", "--patch-size", "32", "--eval-tile", "32", "--thr
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddpdata")
-    write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
-    write_synthetic_isbi2012(root / "isbi2012", n_train=8, n_test=1, size=64, seed=1, scale=0.5)
-    return root
+def data(small_data_root) -> Path:
+    return small_data_root
 
 
 def _env() -> dict[str, str]:

@@ -16,7 +16,6 @@ import torch
 from unet_core import devices
 from unet_core import train as train_module
 from unet_core.config import TrainConfig
-from unet_core.data import write_synthetic_drive
 from unet_core.runs import RUN_FILES, finished_run
 from unet_core.train import StepResult, TrainingDiverged, train, train_step
 
@@ -26,10 +25,8 @@ from slow_checkpoint_worker import config as slow_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faultdata")
-    write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
-    return root
+def data(small_data_root) -> Path:
+    return small_data_root
 
 
 @pytest.fixture

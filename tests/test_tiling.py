@@ -10,18 +10,6 @@ from unet_core import UNet
 from unet_core.tiling import hann_window, mirror_indices, plan_axis, predict_tiled
 
 
-@pytest.fixture(scope="module")
-def valid_net() -> UNet:
-    torch.manual_seed(1)
-    return UNet(3, 2, 4, 3, "valid").eval()
-
-
-@pytest.fixture(scope="module")
-def same_net() -> UNet:
-    torch.manual_seed(2)
-    return UNet(3, 2, 4, 3, "same").eval()
-
-
 def test_mirror_indices_reflect_without_repeating_the_edge():
     assert mirror_indices(-3, 10, 5).tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 3, 2]
     # Far beyond the image the reflection repeats periodically (period 2 * (n - 1)).

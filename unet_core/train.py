@@ -103,7 +103,8 @@ class TrainingInterrupted(RuntimeError):
 
 class StepResult(NamedTuple):
     loss: torch.Tensor  # detached, fp32
-    grad_norm: torch.Tensor | None  # None when no step was taken
+    grad_norm: torch.Tensor | None  # None when the loss was not finite (no backward pass)
+    taken: bool  # False when the loss or (without a scaler) the gradient norm was not finite
 
 
 def train_step(
@@ -140,7 +141,7 @@ def train_step(
     if agree_finite is not None:
         finite = agree_finite(finite)
     if not finite:
-        return StepResult(loss.detach(), None)
+        return StepResult(loss.detach(), None, False)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -151,7 +152,7 @@ def train_step(
     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if scaler is None and not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss.detach(), norm)
+        return StepResult(loss.detach(), norm, False)
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm)
     if scaler is not None:
@@ -159,7 +160,7 @@ def train_step(
         scaler.update()
     else:
         optimizer.step()
-    return StepResult(loss.detach(), norm)
+    return StepResult(loss.detach(), norm, True)
 
 
 def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> float:
@@ -472,6 +473,8 @@ def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | N
     stopped_by, running, count = "steps", 0.0, 0
     bar = tqdm(total=cfg.steps, initial=run.step, desc="train",
                disable=not progress or not group.is_main)
+    agree = (lambda ok: not group.agree(run.device, nonfinite=not ok)["nonfinite"]
+             ) if group.active else None
     run.net.train()
     while run.step < cfg.steps:
         flags = group.agree(run.device, interrupted="signum" in caught,
@@ -485,11 +488,10 @@ def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | N
         t0 = time.perf_counter()
         batch = (batches(run.step, group) if batches is not None
                  else run.sampler.sample(cfg.batch_size // cfg.world_size))
-        agree = (lambda ok: not group.agree(run.device, nonfinite=not ok)["nonfinite"]
-                 ) if group.active else None
-        loss, norm = train_step(run.net, batch, run.loss_fn, run.optimizer, cfg, run.device,
-                                precision=run.precision, scaler=run.scaler, agree_finite=agree)
-        if norm is None or (run.scaler is None and not torch.isfinite(norm)):
+        loss, norm, taken = train_step(run.net, batch, run.loss_fn, run.optimizer, cfg,
+                                       run.device, precision=run.precision, scaler=run.scaler,
+                                       agree_finite=agree)
+        if not taken:
             bar.close()
             raise _diverged(run, loss, norm)
         run.scheduler.step()

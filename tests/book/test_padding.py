@@ -20,18 +20,6 @@ from unet_core.model import UNet, center_crop
 from unet_core.tiling import plan_axis, predict_tiled
 
 
-@pytest.fixture(scope="module")
-def valid_net() -> UNet:
-    torch.manual_seed(1)
-    return UNet(3, 2, 4, 3, "valid").eval()
-
-
-@pytest.fixture(scope="module")
-def same_net() -> UNet:
-    torch.manual_seed(2)
-    return UNet(3, 2, 4, 3, "same").eval()
-
-
 # -- mirror_pad ----------------------------------------------------------------------------------
 def test_mirror_pad_matches_numpy_reflect_for_arrays_and_tensors():
     a = np.arange(5 * 7, dtype=np.float32).reshape(1, 5, 7)

@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -127,21 +128,16 @@ class _LogRecords(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def read_tiff_stack(path: Path, what: str) -> np.ndarray:
-    """Read a (multi-page) greyscale TIFF as ``(N, H, W)`` with tifffile; one page gives N=1.
-
-    tifffile skips pages it cannot reach in a damaged file and only *logs* a warning; any
-    such warning is turned into a DataError here, so a truncated volume never loads short.
-    """
+def _tifffile_read(path: Path, what: str, **kwargs: Any) -> np.ndarray:
+    """``tifffile.imread(path, **kwargs)``; a failure, or a damaged file that tifffile only
+    logs a warning about, is a DataError naming the file."""
     import tifffile
 
-    path = Path(path)
-    _require_file(path, what)
     records = _LogRecords()
     logger = logging.getLogger("tifffile")
     logger.addHandler(records)
     try:
-        stack = np.asarray(tifffile.imread(path))
+        array = np.asarray(tifffile.imread(path, **kwargs))
     except Exception as exc:  # tifffile fails in many ways (ValueError, struct.error, ...)
         raise DataError(
             f"cannot read {what} {path}: {exc} (the file is truncated, corrupt or not a TIFF)"
@@ -152,6 +148,18 @@ def read_tiff_stack(path: Path, what: str) -> np.ndarray:
         raise DataError(
             f"cannot read {what} {path}: {records.messages[0]} (the file is truncated or corrupt)"
         )
+    return array
+
+
+def read_tiff_stack(path: Path, what: str) -> np.ndarray:
+    """Read a (multi-page) greyscale TIFF as ``(N, H, W)`` with tifffile; one page gives N=1.
+
+    tifffile skips pages it cannot reach in a damaged file and only *logs* a warning; any
+    such warning is turned into a DataError here, so a truncated volume never loads short.
+    """
+    path = Path(path)
+    _require_file(path, what)
+    stack = _tifffile_read(path, what)
     if stack.ndim == 2:
         stack = stack[None]
     if stack.ndim != 3 or stack.size == 0:
@@ -256,23 +264,7 @@ def _tiff_bits(im: Image.Image) -> int:
 
 def _read_deep_tiff(path: Path, what: str) -> np.ndarray:
     """The first page of a TIFF with tifffile: ``(H, W)`` or ``(H, W, 3)`` in [0, 1]."""
-    import tifffile
-
-    records = _LogRecords()
-    logger = logging.getLogger("tifffile")
-    logger.addHandler(records)
-    try:
-        array = np.asarray(tifffile.imread(path, key=0))
-    except Exception as exc:  # tifffile fails in many ways (ValueError, struct.error, ...)
-        raise DataError(
-            f"cannot read {what} {path}: {exc} (the file is truncated, corrupt or not a TIFF)"
-        ) from exc
-    finally:
-        logger.removeHandler(records)
-    if records.messages:
-        raise DataError(
-            f"cannot read {what} {path}: {records.messages[0]} (the file is truncated or corrupt)"
-        )
+    array = _tifffile_read(path, what, key=0)
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
         array = np.moveaxis(array, 0, 2)  # planar colour: (C, H, W) -> (H, W, C)
     if array.ndim == 3 and array.shape[2] in (3, 4):
