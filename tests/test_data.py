@@ -490,3 +490,20 @@ def test_resolve_rejects_a_broken_real_folder(tmp_path: Path) -> None:
     (tmp_path / "DRIVE" / "stuff").mkdir(parents=True)
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "DRIVE")) + ".*layout"):
         resolve_dataset("drive", tmp_path)
+
+
+def test_green_clahe_equalises_the_green_channel_at_8_bits():
+    import cv2
+
+    from unet_core.data.prepare import CLAHE_CLIP, CLAHE_GRID, prepare_image
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 80, 3), np.uint8)
+    image[:, :, 1] = np.clip(rng.normal(60, 8, (64, 80)), 0, 255).astype(np.uint8)  # low contrast
+    out = prepare_image(image, "green_clahe")
+    assert out.shape == (64, 80, 1) and out.dtype == np.float32
+    expected = cv2.createCLAHE(CLAHE_CLIP, (CLAHE_GRID, CLAHE_GRID)).apply(image[:, :, 1])
+    np.testing.assert_array_equal(np.rint(out[:, :, 0] * 255).astype(np.uint8), expected)
+    assert out.std() > image[:, :, 1].std() / 255  # the contrast grew
+    # A float image in [0, 1] gives the same result as its 8-bit original.
+    np.testing.assert_allclose(prepare_image(image.astype(np.float32) / 255, "green_clahe"), out)

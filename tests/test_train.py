@@ -221,3 +221,50 @@ def test_other_settings_train(tmp_path, data_root, overrides):
         assert len(result.metrics["test"]["per_image"]) == 5  # held-out slices
         assert set(result.metrics["test"]["isbi"]) == {
             "pixel_error", "rand_error", "variation_of_information"}
+
+
+@pytest.mark.parametrize("compile_net", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_weight_average_and_compile_resume_to_the_same_weights(tmp_path, data_root,
+                                                                compile_net):
+    """A killed run with a weight average (and, slow, a compiled step) resumes bit for bit."""
+    cfg = smoke(ema_decay=0.9, compile=compile_net)
+    whole = run(cfg, tmp_path / "whole", data_root)
+    run(cfg, tmp_path / "killed", data_root, stop_after=4)
+    resumed = run(cfg, tmp_path / "killed", data_root)
+    assert resumed.resumed_from == 3
+    for name in ("whole", "killed"):
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+        assert state["ema"]["updates"] == 6
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    for part in ("model", "ema"):
+        left = a[part] if part == "model" else a[part]["state"]
+        right = b[part] if part == "model" else b[part]["state"]
+        for k in left:
+            assert torch.equal(left[k], right[k]), (part, k)
+    assert resumed.metrics["test"] == whole.metrics["test"]
+    # model.pt holds the average, not the last weights.
+    model, _, _ = load_model(tmp_path / "whole" / "model.pt")
+    saved = model.state_dict()
+    assert all(torch.equal(saved[k], a["ema"]["state"][k]) for k in saved)
+    assert any(not torch.equal(saved[k], a["model"][k]) for k in saved
+               if saved[k].is_floating_point())
+
+
+def test_weight_average_follows_the_formula():
+    from unet_core.ema import WeightAverage
+
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    avg = WeightAverage(net, decay=0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    avg.update(net)  # d = min(0.5, 1/10) = 0.1: 0 + 0.9 * (1 - 0)
+    assert torch.allclose(avg.state["weight"], torch.full((1, 2), 0.9))
+    avg.update(net)  # d = min(0.5, 2/11): 0.9 + (1 - 2/11) * 0.1
+    assert torch.allclose(avg.state["weight"], torch.full((1, 2), 0.9 + (9 / 11) * 0.1))
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightAverage(net, decay=1.0)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        TrainConfig(ema_decay=1.5)

@@ -313,3 +313,47 @@ def plot_segments(
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+#: The per-seed columns of the time-to-quality benchmark (``benchmarks/drive_quality.py``).
+QUALITY_METRICS = (("auc_roc", "AUC-ROC"), ("f1", "F1"), ("iou", "IoU"), ("sensitivity", "Se"),
+                   ("specificity", "Sp"), ("accuracy", "Acc"))
+
+
+def quality_seed_table(report: Mapping[str, Any]) -> str:
+    """The time-to-quality results: one row per seed, then mean ± sd (test set, pooled)."""
+    header = ["seed", *(name for _, name in QUALITY_METRICS), "threshold", "steps", "wall min",
+              "normalised min", "matmul GFLOP/s"]
+    rows: list[list[object]] = []
+    for s in report["seeds"]:
+        rows.append([s["seed"], *(f"{s['test'][k]:.4f}" for k, _ in QUALITY_METRICS),
+                     f"{s['threshold']:.3f}", s["steps"], f"{s['wall_minutes']:.2f}",
+                     f"{s['normalised_minutes']:.2f}", f"{s['matmul_gflops']['used']:.0f}"])
+    summary = report["summary"]
+
+    def mean_sd(key: str, spec: str) -> str:
+        return f"{summary[key]['mean']:{spec}} ± {summary[key]['sd']:{spec}}"
+
+    rows.append(["mean ± sd", *(mean_sd(k, ".4f") for k, _ in QUALITY_METRICS),
+                 mean_sd("threshold", ".3f"), mean_sd("steps", ".0f"),
+                 mean_sd("wall_minutes", ".2f"), mean_sd("normalised_minutes", ".2f"), ""])
+    return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
+
+
+def levers_table(report: Mapping[str, Any]) -> str:
+    """The levers benchmark (``benchmarks/levers.py``): each arm on the 4 validation images,
+    with its difference from the baseline of the same seed."""
+    cells = sorted(report["cells"].values(), key=lambda c: (c["arm"] != "baseline", c["arm"],
+                                                           c["seed"]))
+    base = {c["seed"]: c for c in cells if c["arm"] == "baseline"}
+    rows: list[list[object]] = []
+    for c in cells:
+        b = base.get(c["seed"])
+        rows.append([c["arm"], c["seed"], c["steps"], f"{c['train_minutes']:.2f}",
+                     f"{c['step_time_ratio']:.2f}", f"{c['val_auc_roc']:.4f}",
+                     f"{c['val_auc_roc'] - b['val_auc_roc']:+.4f}" if b else "",
+                     f"{c['val_f1']:.4f}", f"{c['val_f1'] - b['val_f1']:+.4f}" if b else "",
+                     f"{c['eval_seconds_per_image']:.2f}", c["code"]])
+    return markdown_table(["arm", "seed", "steps", "train min", "step-time ratio", "val AUC",
+                           "ΔAUC", "val F1", "ΔF1", "eval s/image", "code"], rows,
+                          align="lrrrrrrrrrl")

@@ -45,7 +45,8 @@ __all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "LOSSES", "OPTIMI
 RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every")
 #: Fields added after the first run folders were written, with the value that reproduces what
 #: those runs did (a stored config without the field is read with this value).
-ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1}
+ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1,
+                                "ema_decay": 0.0, "compile": False}
 
 
 def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +90,8 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum (paper: 0.99)
     weight_decay: float = 0.0
     scheduler: str = "onecycle"  # one of SCHEDULERS
+    ema_decay: float = 0.0  # > 0: evaluate and save an exponential moving average of the
+    # weights with this decay (unet_core.ema); 0: the weights as trained
     steps: int = 3000  # optimisation steps (the schedule spans them); ~10 min here
     time_budget_min: float = 0.0  # > 0: also stop after this many minutes of training
 
@@ -111,6 +114,8 @@ class TrainConfig:
     device: str = "auto"  # one of DEVICES
     threads: int = 0  # torch threads (0: leave torch's default)
     deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
+    compile: bool = False  # torch.compile the training step's network (inductor; compiles
+    # once per process, tens of seconds on a CPU); evaluation runs eagerly
 
     # --- faults and several processes ---------------------------------------------------------
     checkpoint_every: int = 200  # steps between checkpoints besides validation passes (0: none)
@@ -155,6 +160,8 @@ class TrainConfig:
             )
         if self.elastic_grid < 2:
             raise ValueError(f"elastic_grid must be >= 2, got {self.elastic_grid!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.tune_threshold and self.threshold_images == "validation" and not self.val_images:

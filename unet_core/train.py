@@ -57,6 +57,7 @@ from unet_core.devices import (
     synchronize,
 )
 from unet_core.distributed import Distributed, from_environment, rank_device
+from unet_core.ema import WeightAverage
 from unet_core.evaluation import choose_threshold, evaluate, predict_probability
 from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
@@ -184,11 +185,15 @@ def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> flo
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
     precision = choose_precision(device, cfg.bf16)
     scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
+    net = torch.compile(model) if cfg.compile else model  # compiled in the warm-up steps
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     times = []
     for i in range(steps):
         t0 = time.perf_counter()  # sampling and augmentation count: training pays for them
-        train_step(model, sampler.sample(cfg.batch_size // cfg.world_size), loss_fn, optimizer,
+        train_step(net, sampler.sample(cfg.batch_size // cfg.world_size), loss_fn, optimizer,
                    cfg, device, precision=precision, scaler=scaler)
+        if ema is not None:
+            ema.update(model)
         synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
@@ -216,8 +221,13 @@ class _Run:
     step: int = 0
     minutes: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    ema: WeightAverage | None = None  # the weight average (cfg.ema_decay > 0)
     resumed_from: int | None = None
     saved_step: int | None = None  # the step of the last checkpoint written
+
+    def evaluated(self) -> UNet:
+        """The network that is evaluated and saved: the weight average, or ``model``."""
+        return self.ema.averaged(self.model) if self.ema is not None else self.model  # type: ignore[return-value]
 
     @property
     def checkpoint(self) -> Path:
@@ -251,6 +261,8 @@ class _Run:
             state["rng_ranks"] = rng
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         save_checkpoint(self.checkpoint, state)
         self.saved_step = self.step
 
@@ -307,13 +319,16 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
                                       else None)
         torch.manual_seed(cfg.seed + 1_000_003 * group.rank)  # dropout: a stream per process
+    if cfg.compile:  # the same weights, trained through inductor's kernels
+        net = torch.compile(net)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     sampler = build_sampler(cfg, model, data.train, rank=group.rank)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
     scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     return _Run(cfg, run_dir, device, precision, group, data, model, net, optimizer, scheduler,
-                sampler, loss_fn, scaler)
+                sampler, loss_fn, scaler, ema=ema)
 
 
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
@@ -341,6 +356,8 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     if run.scaler is not None and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
     rng = state["rng_ranks"][run.group.rank] if run.group.active else state["rng"]
     restore_rng(rng, run.sampler.rng)
     run.step, run.minutes = int(state["step"]), float(state["minutes"])
@@ -357,9 +374,10 @@ def _validate_and_save(run: _Run, mean_loss: float) -> None:
     """Validation metrics into the history (rank 0), then checkpoint, snapshot, ``history.csv``."""
     row = {"step": run.step, "minutes": round(run.minutes, 4), "loss": mean_loss,
            "lr": run.optimizer.param_groups[0]["lr"]}
+    evaluated = run.evaluated() if run.group.is_main else run.model
     if run.data.val and run.group.is_main:
-        run.model.eval()
-        res = evaluate(run.model, run.data.val, run.cfg, run.cfg.threshold)
+        evaluated.eval()
+        res = evaluate(evaluated, run.data.val, run.cfg, run.cfg.threshold)
         run.model.train()
         row.update({"val_auc_roc": res["pooled"]["auc_roc"], "val_f1": res["pooled"]["f1"]})
     run.history.append(row)
@@ -368,18 +386,19 @@ def _validate_and_save(run: _Run, mean_loss: float) -> None:
         return
     if run.cfg.keep_snapshots:  # weights only, for quality-vs-time curves after the run
         save_checkpoint(run.run_dir / "snapshots" / f"step{run.step:07d}.pt", {
-            "model": run.model.state_dict(), "step": run.step, "minutes": run.minutes})
+            "model": evaluated.state_dict(), "step": run.step, "minutes": run.minutes})
     write_history(run.run_dir / HISTORY, run.history)
 
 
 def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult:
     """Final checkpoint, threshold choice, test evaluation, ``metrics.json`` and ``model.pt``."""
-    cfg, data, model = run.cfg, run.data, run.model
+    cfg, data = run.cfg, run.data
     if stopped_by == "time" or not run.history or run.history[-1]["step"] != run.step:
         run.save()
     if not run.group.is_main:  # rank 0 evaluates and writes; the others are done
         return RunResult(run.run_dir, cfg, run.step, run.minutes, {}, run.history,
                          data.synthetic, run.resumed_from, stopped_by)
+    model = run.evaluated()
     model.eval()
     val_probs = [predict_probability(model, e.image, cfg) for e in data.val] or None
     threshold, choice = choose_threshold(model, data, cfg, val_probs)
@@ -495,6 +514,8 @@ def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | N
             bar.close()
             raise _diverged(run, loss, norm)
         run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update(run.model)
         run.step += 1
         run.minutes += (time.perf_counter() - t0) / 60.0
         running, count = running + loss.item(), count + 1

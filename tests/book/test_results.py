@@ -181,3 +181,40 @@ def test_run_probabilities_are_cached(smoke_drive_run):
     again = run_probabilities(run, test)
     assert cache.stat().st_mtime_ns == mtime
     assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(probs, again, strict=True))
+
+
+def _seed_row(seed: int, auc: float, f1: float) -> dict:
+    test = {"auc_roc": auc, "f1": f1, "iou": f1 / (2 - f1), "sensitivity": 0.8,
+            "specificity": 0.97, "accuracy": 0.95}
+    return {"seed": seed, "test": test, "threshold": 0.45, "steps": 3000, "wall_minutes": 7.0,
+            "normalised_minutes": 14.0, "matmul_gflops": {"used": 800.0}}
+
+
+def test_quality_seed_table_lists_each_seed_then_mean_and_sd():
+    from unet_book.results import quality_seed_table
+
+    report = {"seeds": [_seed_row(0, 0.982, 0.830), _seed_row(1, 0.984, 0.834)],
+              "summary": {k: {"mean": m, "sd": sd} for k, m, sd in [
+                  ("auc_roc", 0.983, 0.0014), ("f1", 0.832, 0.0028), ("iou", 0.71, 0.0),
+                  ("sensitivity", 0.8, 0.0), ("specificity", 0.97, 0.0),
+                  ("accuracy", 0.95, 0.0), ("threshold", 0.45, 0.0), ("steps", 3000, 0.0),
+                  ("wall_minutes", 7.0, 0.0), ("normalised_minutes", 14.0, 0.0)]}}
+    lines = quality_seed_table(report).splitlines()
+    assert len(lines) == 2 + 2 + 1
+    assert lines[2].startswith("| 0 | 0.9820 | 0.8300 |")
+    assert lines[-1].startswith("| mean ± sd | 0.9830 ± 0.0014 | 0.8320 ± 0.0028 |")
+
+
+def test_levers_table_gives_each_arm_its_difference_from_the_same_seeds_baseline():
+    from unet_book.results import levers_table
+
+    def cell(arm, auc, f1):
+        return {"arm": arm, "seed": 0, "steps": 1500, "train_minutes": 3.0,
+                "step_time_ratio": 1.0, "val_auc_roc": auc, "val_f1": f1,
+                "eval_seconds_per_image": 1.0, "code": "abc"}
+
+    table = levers_table({"cells": {"g/seed0": cell("green", 0.9830, 0.8200),
+                                    "b/seed0": cell("baseline", 0.9817, 0.8184)}})
+    rows = table.splitlines()[2:]
+    assert rows[0].startswith("| baseline |")  # the baseline first
+    assert "| 0.9830 | +0.0013 | 0.8200 | +0.0016 |" in rows[1]
