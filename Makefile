@@ -9,7 +9,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export UNET_DATA_DIR ?= $(CURDIR)/data
 export UNET_RUNS_DIR ?= $(CURDIR)/runs
 
-.PHONY: help venv test unit nbtest lint book-cache book book-strict site-test sync bench clean
+.PHONY: help venv test unit nbtest lint book-cache book book-strict site-test sync bench quality \
+	efficiency clean
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -57,6 +58,12 @@ site-test: $(STAMP) ## open the built book in headless Chromium: images, errors,
 
 bench: $(STAMP)  ## throughput benchmark: writes benchmarks/results/throughput.json
 	$(BIN)/python benchmarks/throughput.py
+
+quality: $(STAMP)  ## time to quality: 3 seeds of the cpu profile, 15 normalised min each (~30 min)
+	UNET_DATA_DIR=$${UNET_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/drive_quality.py --seeds 3
+
+efficiency: $(STAMP)  ## achieved training GFLOP/s over the matmul rate, and width 64 vs eager NCHW
+	$(BIN)/python benchmarks/training_efficiency.py --widths 16
 
 clean:           ## remove build output (keeps .venv and runs/)
 	rm -rf _build .jupyter_cache

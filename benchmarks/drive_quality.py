@@ -125,7 +125,8 @@ def _one_seed(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
     row = {
         "seed": cfg.seed, "config_key": cfg.key(), "config": cfg.to_dict(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
-        "synthetic": result.synthetic, "steps": result.steps,
+        "synthetic": result.synthetic, "steps": result.steps, "planned_steps": cfg.steps,
+        "stopped_by": result.stopped_by,
         "calibrated_seconds_per_step": step_s, "train_minutes": result.train_minutes,
         "wall_minutes": wall, "budget_wall_minutes": budget,
         "matmul_gflops": {"start": rate0, "end": rate1, "used": rate},

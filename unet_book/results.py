@@ -326,8 +326,10 @@ def quality_seed_table(report: Mapping[str, Any]) -> str:
               "normalised min", "matmul GFLOP/s"]
     rows: list[list[object]] = []
     for s in report["seeds"]:
+        steps = s["steps"] if s.get("stopped_by", "steps") == "steps" else (
+            f"{s['steps']:,} of {s['planned_steps']:,} (time)")  # the time guard stopped it
         rows.append([s["seed"], *(f"{s['test'][k]:.4f}" for k, _ in QUALITY_METRICS),
-                     f"{s['threshold']:.3f}", s["steps"], f"{s['wall_minutes']:.2f}",
+                     f"{s['threshold']:.3f}", steps, f"{s['wall_minutes']:.2f}",
                      f"{s['normalised_minutes']:.2f}", f"{s['matmul_gflops']['used']:.0f}"])
     summary = report["summary"]
 
