@@ -49,15 +49,14 @@ from unet_core.checkpoint import load_checkpoint
 from unet_core.compute import (
     REFERENCE_GFLOPS,
     code_version,
-    cpu_model,
     matmul_gflops,
     normalised_minutes,
     training_dtype,
 )
 from unet_core.config import PROFILES, TrainConfig
 from unet_core.data.splits import load_data
+from unet_core.devices import processor_name
 from unet_core.evaluation import choose_threshold, evaluate
-from unet_core.metrics import best_threshold, segmentation_metrics
 from unet_core.recipe import build_model
 from unet_core.train import seconds_per_step, train
 
@@ -152,7 +151,7 @@ def _report(args: argparse.Namespace, seeds: list[dict[str, Any]], log: list[dic
     return {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
-        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "machine": {"cpu": processor_name(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
         "profile": args.profile, "overrides": args.set, "bar": BAR,
         "budget": {"normalised_minutes": args.normalised_minutes, "wall_minutes": args.minutes,
@@ -212,32 +211,6 @@ def _snapshot_curve(first: dict[str, Any]) -> list[dict[str, Any]]:
         print(f"  step {state['step']:6d} {state['minutes']:6.2f} min  threshold "
               f"{threshold:.3f}  AUC {pooled['auc_roc']:.4f}  F1 {pooled['f1']:.4f}", flush=True)
     return curve
-
-
-def _test_oracle(final_probs: list[Any], data: Any) -> Any:
-    """Diagnostic only (never reported as a result): how much F1 the threshold choice costs."""
-    oracle = best_threshold(final_probs, [e.target for e in data.test], [e.fov for e in data.test])
-    print(f"diagnostic: F1 at the test-set-optimal threshold {oracle.threshold:.3f} would be "
-          f"{oracle.value:.4f} (not a result: the reported F1 uses the threshold chosen on "
-          "training-set images)")
-    return oracle
-
-
-def _threshold_rules(
-    choice: dict[str, Any], final_probs: list[Any], data: Any
-) -> dict[str, dict[str, Any]]:
-    """Both training-set threshold rules, side by side (each decided without the test set)."""
-    test_targets, test_fovs = [e.target for e in data.test], [e.fov for e in data.test]
-    rules = {}
-    for rule in ("validation", "training_set"):
-        if rule in choice:
-            t = choice[rule]["threshold"]
-            m = segmentation_metrics(final_probs, test_targets, test_fovs, threshold=t)
-            rules[rule] = {"threshold": t, "n_images": choice[rule]["n_images"],
-                           "test_f1": m.f1, "chosen": rule == choice.get("images")}
-            print(f"threshold rule {rule} ({choice[rule]['n_images']} images): {t:.3f} -> "
-                  f"test F1 {m.f1:.4f}" + (" (the reported one)" if rules[rule]["chosen"] else ""))
-    return rules
 
 
 def _markdown(report: dict[str, Any]) -> list[str]:

@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from unet_core.atomic import write_json, write_text
-from unet_core.compute import code_version, cpu_model, matmul_gflops, training_dtype
+from unet_core.compute import code_version, matmul_gflops, training_dtype, training_flops
 from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchBatch
 from unet_core.data.splits import load_data
-from unet_core.devices import choose_precision
+from unet_core.devices import choose_precision, processor_name
 from unet_core.losses import make_loss
 from unet_core.recipe import build_model, build_optimizer, build_sampler
 from unet_core.train import seconds_per_step, train_step
@@ -52,10 +51,9 @@ def step_flops(cfg: TrainConfig) -> int:
     opt = build_optimizer(cfg, model)
     batch = build_sampler(cfg, model, data.train).sample(cfg.batch_size)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    with FlopCounterMode(display=False) as counter:
-        train_step(model, batch, loss_fn, opt, cfg, CPU,
-                   precision=choose_precision(CPU, cfg.bf16))
-    return int(counter.get_total_flops())
+    precision = choose_precision(CPU, cfg.bf16)
+    return training_flops(lambda: train_step(model, batch, loss_fn, opt, cfg, CPU,
+                                             precision=precision))
 
 
 def profile_rows(widths: list[int], rate: float) -> list[dict[str, Any]]:
@@ -143,7 +141,7 @@ def main() -> int:
     report = {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
-        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "machine": {"cpu": processor_name(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
         "matmul": {"dtype": str(dtype).removeprefix("torch."), "start": rate0, "end": rate1,
                    "used": rate},

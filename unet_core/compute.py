@@ -20,7 +20,6 @@ explained in chapter 6.
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from unet_core.devices import choose_precision, processor_name
 
 #: The matmul rate (GFLOP/s) that defines a normalised minute.
 REFERENCE_GFLOPS = 400.0
@@ -50,17 +51,9 @@ def matmul_gflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048,
 
 
 def training_dtype(bf16: bool) -> torch.dtype:
-    """The dtype a CPU run's convolutions compute in: bf16 where the CPU has it natively."""
-    return torch.bfloat16 if bf16 and torch.backends.mkldnn.is_available() and _cpu_has_bf16() \
-        else torch.float32
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """The dtype a CPU run's convolutions compute in: what
+    :func:`~unet_core.devices.choose_precision` picks (bf16 where the CPU has it natively)."""
+    return choose_precision(torch.device("cpu"), bf16).autocast or torch.float32
 
 
 def normalised_minutes(wall_minutes: float, gflops: float) -> float:
@@ -75,21 +68,10 @@ def training_flops(step: Any) -> int:
     return int(counter.get_total_flops())
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_summary(dtype: torch.dtype | None = None) -> dict[str, Any]:
     """CPU model, thread count, torch version and this moment's matmul rate in ``dtype``."""
     dtype = dtype or training_dtype(True)
-    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": processor_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "matmul_dtype": str(dtype).removeprefix("torch."),
             "matmul_gflops": round(matmul_gflops(dtype), 1)}
 

@@ -119,7 +119,7 @@ def environment(device: torch.device, precision: Precision) -> dict[str, object]
         "device": device.type, "precision": precision.name, "threads": torch.get_num_threads(),
         "torch": str(torch.__version__), "numpy": str(np.__version__),
         "python": platform.python_version(),
-        "machine": platform.machine(), "processor": _processor(),
+        "machine": platform.machine(), "processor": processor_name(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -127,7 +127,8 @@ def environment(device: torch.device, precision: Precision) -> dict[str, object]
     return info
 
 
-def _processor() -> str:
+def processor_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (else what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
