@@ -46,7 +46,7 @@ RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every")
 #: Fields added after the first run folders were written, with the value that reproduces what
 #: those runs did (a stored config without the field is read with this value).
 ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1,
-                                "ema_decay": 0.0, "compile": False}
+                                "ema_decay": 0.0, "compile": False, "elastic_tile": 0}
 
 
 def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +78,9 @@ class TrainConfig:
     augmentation: str = "albumentations"  # one of AUGMENTATIONS
     elastic_sigma: float = 10.0  # paper: displacements ~ N(0, 10 px) on a 3x3 grid
     elastic_grid: int = 3
+    elastic_tile: int = 572  # the grid spans a tile this big and the patch is cut from it, so
+    # a small patch is deformed at the paper's scale (0: the grid spans the patch itself; a
+    # patch larger than the tile gets a tile of its own size)
 
     # --- loss ---------------------------------------------------------------------------------
     loss: str = "bce_dice"  # one of LOSSES; the paper: weighted_ce
@@ -148,6 +151,7 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("depth", "val_images", "eval_every", "threads", "elastic_sigma", "lr",
+                     "elastic_tile",
                      "weight_decay", "time_budget_min", "checkpoint_every", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
