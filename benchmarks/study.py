@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,7 +93,8 @@ def step_times(study: Study, results: dict[str, Any], arms: list[str], directory
             rounds[name].append(seconds_per_step(study.config(name, seed=0)))
     seconds = {**stored.get("seconds", {}), **{n: min(v) for n, v in rounds.items()}}
     stored.update({"seconds": seconds, "measured": _now(), "cpu": processor_name(),
-                   "threads": torch.get_num_threads(), "code": code_version()})
+                   "threads": torch.get_num_threads(), "code": code_version(),
+                   "load_average_1min": round(os.getloadavg()[0], 2)})
     _save(study, results, directory)
     for name in need:
         print(f"  {name}: {seconds[name]:.3f} s/step", flush=True)
