@@ -23,22 +23,17 @@
 # choices where the paper states them; the learning rate, the number of iterations and the
 # drop-out rate it does not state.
 #
-# The measured column comes from runs of this build, loaded from `runs/`: the ablations of
-# {ref}`chap-results` (each changes one setting back to the paper's, same minutes of
-# training) and the two ISBI 2012 runs of {ref}`chap-isbi`. Throughput figures come from
-# `benchmarks/throughput.py` (see the README). Under the smoke profile (CI) the runs train
-# for a few steps and the measured column is meaningless.
+# The measured column comes from the seeded studies of {ref}`chap-claims` (committed results
+# files, three seeds per arm; each row names its claim and verdict): `drive_recipe`, whose
+# arms change one setting of the `cpu` profile back to the paper's, and `isbi_recipe` on the
+# paper's own task. Only cells made by the current code are shown as current. Throughput
+# figures come from `benchmarks/throughput.py` (see the README).
 
 # %%
 from IPython.display import Markdown, display
 
-from unet_book.experiments import (
-    ABLATION_MINUTES,
-    ISBI_SETTINGS,
-    load_or_train,
-    notebook_config,
-    run_ablations,
-)
+from unet_book.evidence import comparison_rows, study_view
+from unet_book.experiments import notebook_config
 from unet_book.results import benchmark_result
 from unet_book.tables import markdown_table
 from unet_core.config import TrainConfig
@@ -46,19 +41,21 @@ from unet_core.model import UNet, count_parameters
 
 cfg = notebook_config({})
 paper = TrainConfig.from_profile("paper")
-budget = None if cfg.profile == "smoke" else ABLATION_MINUTES
-ablations = {a.label: a for a in run_ablations(cfg, budget, log=lambda _: None)}
-base = next(iter(ablations.values())).run
+views = {name: study_view(name) for name in ("drive_recipe", "isbi_recipe")}
+verdicts = {(v.comparison.paper, v.comparison.other, v.metric): v
+            for view in views.values() for metric in (None, "f1")
+            for v in comparison_rows(view, metric=metric)}
 
 
-def effect(label: str) -> str:
-    """F1 and AUC of an ablation row relative to the first row, as text."""
-    a = ablations[label]
-    if a.run is None or base is None:
-        return f"diverged ({a.error or 'the base run'})"
-    got, ref = a.run.metrics["test"]["pooled"], base.metrics["test"]["pooled"]
-    return (f"DRIVE F1 {got['f1']:.4f} vs {ref['f1']:.4f} ({got['f1'] - ref['f1']:+.4f}), "
-            f"AUC {got['auc_roc']:.4f} vs {ref['auc_roc']:.4f}")
+def effect(paper_arm: str, other: str, metric: str = "auc_roc") -> str:
+    """The claim, verdict and mean paired difference of a study comparison, as text."""
+    v = verdicts.get((paper_arm, other, metric))
+    if v is None or v.mean is None:
+        return "not yet measured (study cells missing)"
+    older = "" if all(view.current for view in views.values()) else " (older code)"
+    interval = "" if v.low is None else f", 95 % interval [{v.low:+.4f}, {v.high:+.4f}]"
+    return (f"claim {v.comparison.claim}: **{v.verdict}**; paper minus ours "
+            f"{v.mean:+.4f} {metric.replace('_', ' ')} over {v.n} seeds{interval}{older}")
 
 
 paper_params = count_parameters(UNet(1, 2, paper.base_channels, paper.depth, paper.padding))
@@ -71,46 +68,41 @@ if throughput is not None:
             for r in throughput["speedups_vs_fp32"] if r["mode"] == "bf16+channels_last"}
     speedup = (f"training throughput x{best[(64, 'same', 'training')]:.2f} at width 64, "
                f"x{best[(16, 'same', 'training')]:.2f} at width 16 "
-               "(benchmarks/results/throughput.json)")
-quality = benchmark_result("drive_quality")
-threshold_effect = "benchmarks/results/drive_quality.json has no threshold comparison"
-if quality is not None and quality.get("threshold_rules"):
-    threshold_effect = "quality benchmark, test F1: " + "; ".join(
-        f"{rule.replace('_', ' ')} ({r['n_images']} images, t = {r['threshold']:.3f}) "
-        f"{r['test_f1']:.4f}" for rule, r in quality["threshold_rules"].items())
-isbi = {w0: load_or_train(notebook_config({"w0": w0}, **ISBI_SETTINGS), progress=False,
-                          log=lambda _: None).metrics["test"]["isbi"]
-        for w0 in (10.0, 0.0)}
-print(f"profile {cfg.profile}; ablation budget "
-      f"{'smoke steps' if budget is None else f'{budget:g} min'} per run")
+               "(benchmarks/results/throughput.json, measured "
+               f"{throughput.get('date', '')[:10] or 'at an earlier commit'})")
+threshold_effect = "see chapter 6: the threshold is chosen on training-set images"
+for name, view in views.items():
+    print(f"{name}: {len(view.cells)} cells "
+          + ("by the current code" if view.current else "by OLDER code (marked)"))
 
 # %%
 rows = [
     ["padding (Sec. 2)", "unpadded 3x3 convolutions, crop-and-copy; 572 -> 388",
      f"{cfg.padding} padding, overlap tiles blended with a Hann window",
-     effect("paper: valid padding with crop-and-copy")],
+     effect("valid_padding_equal_time", "cpu")],
     ["width (Fig. 1)", f"{paper.base_channels} channels at the first level "
      f"({paper_params:,} parameters)", f"{cfg.base_channels} channels ({ours_params:,} "
      "parameters)", "not ablated for quality; see the throughput row"],
     ["normalisation", "none (2015)", "batch norm after every convolution",
-     effect("paper: no batch norm")],
+     effect("no_batch_norm", "cpu")],
     ["drop-out (Sec. 3.1)", f"at the end of the contracting path (profile: {paper.dropout})",
      f"{cfg.dropout}", "not ablated"],
     ["loss (Sec. 3, Eqs. 1-2)", "softmax cross-entropy weighted by the weight map, w0 = 10, "
      "sigma = 5 px", f"{cfg.loss}, one sigmoid output",
-     effect("paper: weighted cross-entropy (Eqs. 1-2)")],
+     effect("weighted_ce", "cpu")],
     ["separation term w0 (ISBI)", "w0 = 10", "w0 = 10 in the ISBI chapter",
-     f"Rand error {isbi[10.0]['rand_error']:.4f} (w0 = 10) vs {isbi[0.0]['rand_error']:.4f} "
-     f"(w0 = 0); VI {isbi[10.0]['variation_of_information']:.3f} vs "
-     f"{isbi[0.0]['variation_of_information']:.3f}"],
+     effect("w0_10", "w0_0", "rand_error")],
     ["augmentation (Sec. 3.1)", "elastic: 3x3 grid, sigma 10 px, bicubic; shifts, rotations, "
      "grey values", f"{cfg.augmentation}: flips, 90-degree rotations, elastic, grid "
      "distortion, brightness/contrast",
-     effect("paper: elastic deformation (3x3 grid, sigma 10 px)")],
-    ["no augmentation", "(the paper always augments)", "",
-     effect("no augmentation")],
+     effect("paper_deformation", "cpu")],
+    ["few training images (Sec. 1, 3.1)", "augmentation lets U-Net learn from very few "
+     "images", "1 training image, elastic deformation against none",
+     effect("paper_deformation_1img", "no_augmentation_1img")],
     ["optimiser (Sec. 3)", "SGD, momentum 0.99, learning rate not stated",
-     f"{cfg.optimizer}, lr {cfg.lr}, {cfg.scheduler} schedule", "not ablated"],
+     f"{cfg.optimizer}, lr {cfg.lr}, {cfg.scheduler} schedule", effect("sgd", "cpu")],
+    ["the whole recipe (ISBI)", "the paper's recipe", "the cpu profile, equal wall time",
+     effect("paper_w16_equal_time", "cpu", "rand_error")],
     ["batch (Sec. 3)", "one 572x572 tile per step", f"{cfg.batch_size} patches of "
      f"{cfg.patch_size}x{cfg.patch_size}", "not ablated"],
     ["precision", "fp32 (Caffe, GPU)", f"bf16 autocast {cfg.bf16}, channels-last "
@@ -122,4 +114,5 @@ rows = [
      if cfg.tune_threshold else f"{cfg.threshold}", threshold_effect],
 ]
 display(Markdown(markdown_table(["choice", "paper", "this project (cpu profile)",
-                                 "measured effect (this build)"], rows, align="llll")))
+                                 "measured effect (seeded studies; claims page)"], rows,
+                                align="llll")))

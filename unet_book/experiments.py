@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unet_core.config import PROFILES, TrainConfig, check_names
 from unet_core.curves import save_curves
 from unet_core.provenance import dataset_fingerprint, describe
-from unet_core.recipe import build_model
 from unet_core.runs import CHECKPOINT, RunResult, default_run_name, finished_run, runs_dir
-from unet_core.train import TrainingDiverged, seconds_per_step, train
+from unet_core.train import seconds_per_step, train
 from unet_core.validation import check_choice
 
 PROFILE_ENV = "UNET_PROFILE"
@@ -159,65 +157,9 @@ def train_for_minutes(
 
 
 # -- the book's experiments --------------------------------------------------------------------
-#: Minutes of training per ablation run in the book (the results chapter and the paper-vs-
-#: implementation page must agree, so that the second finds the first's runs).
-ABLATION_MINUTES = 1.5
-
 #: The ISBI 2012 chapter: the paper's task with the paper's loss (Eq. 1 with the weight map of
-#: Eq. 2), trained on slices 0-24, evaluated on the held-out slices 25-29.
+#: Eq. 2), trained on the slices before the gap (isbi_gap), evaluated on slices 25-29.
 ISBI_SETTINGS: dict[str, Any] = {
     "dataset": "isbi2012", "loss": "weighted_ce", "val_images": 0, "tune_threshold": False,
     "steps": 1200, "eval_every": 200,
 }
-
-
-def ablation_configs(base: TrainConfig) -> dict[str, TrainConfig]:
-    """One config per deviation from the paper, each changing one field of ``base``.
-
-    Valid padding keeps the *output* patch of ``base`` (the input grows by the context
-    margin), and its evaluation tile is the smallest valid size at least as large as
-    ``base``'s; everything else is ``base``.
-    """
-    def variant(**changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**base.to_dict(), **changes})
-
-    configs = {"this project (same padding, albumentations, BCE+Dice, batch norm)": base}
-    if base.padding == "same":
-        valid = build_model(variant(padding="valid", patch_size=base.patch_size,
-                                    eval_tile=base.eval_tile), 1)
-        margin = valid.margin
-        configs["paper: valid padding with crop-and-copy"] = variant(
-            padding="valid", patch_size=valid.valid_input_size(base.patch_size + 2 * margin),
-            eval_tile=valid.valid_input_size(base.eval_tile))
-    configs["paper: elastic deformation (3x3 grid, sigma 10 px)"] = variant(augmentation="paper")
-    configs["no augmentation"] = variant(augmentation="none")
-    configs["paper: weighted cross-entropy (Eqs. 1-2)"] = variant(loss="weighted_ce")
-    configs["paper: no batch norm"] = variant(batch_norm=False)
-    return configs
-
-
-@dataclass(frozen=True)
-class AblationResult:
-    """One row of the ablation table: the run, or why there is none (it diverged)."""
-
-    label: str
-    config: TrainConfig
-    run: RunResult | None
-    error: str = ""
-
-
-def run_ablations(base: TrainConfig, minutes: float | None, *, progress: bool = False,
-                  log: Callable[[str], None] = print) -> list[AblationResult]:
-    """Train (or load) every :func:`ablation_configs` variant for ``minutes`` each.
-
-    A variant whose loss diverges is a result too (the paper's setting may not survive this
-    project's learning rate): it is reported with the error instead of stopping the others.
-    """
-    results = []
-    for label, cfg in ablation_configs(base).items():
-        try:
-            results.append(AblationResult(label, cfg, train_for_minutes(
-                cfg, minutes, progress=progress, log=log)))
-        except TrainingDiverged as err:
-            results.append(AblationResult(label, cfg, None, str(err).split(";")[0]))
-    return results

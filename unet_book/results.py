@@ -40,6 +40,7 @@ from unet_core.metrics import (
     segment_labels,
     segmentation_metrics,
 )
+from unet_core.provenance import describe
 from unet_core.runs import MODEL, PROBABILITIES, RunResult, load_model
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
@@ -233,6 +234,12 @@ def describe_config(cfg: Any, fields: Sequence[str] = (
         "lr", "patch_size", "batch_size", "bf16")) -> str:
     """A one-line summary of the fields that matter for a table row."""
     return ", ".join(f"{f}={getattr(cfg, f)}" for f in fields)
+
+
+def describe_run_provenance(run: Any) -> str:
+    """The code and data a run was made by, and when it finished (its ``metrics.json``)."""
+    finished = run.metrics.get("finished_at")
+    return describe(run.provenance) + (f", finished {finished}" if finished else "")
 
 
 def describe_threshold(choice: dict[str, Any] | None, threshold: float) -> str:

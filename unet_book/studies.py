@@ -76,6 +76,7 @@ class Study:
     secondary: tuple[str, ...] = ("f1",)
     evaluations: int = 5  # validation passes per cell (the curves)
     notes: str = ""
+    doubles: str | None = None  # this study is that study's arms at twice its steps
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -178,6 +179,64 @@ STUDIES["isbi_recipe"] = Study(
            "Rand error and variation of information of the membrane maps' cell segments, "
            "mean over the 5 held-out slices."),
 )
+
+
+
+def _doubled(name: str, arms: tuple[str, ...]) -> Study:
+    """``name``'s arms ``arms`` at twice the steps: a verdict that changes with the budget is
+    budget-dependent."""
+    base = STUDIES[name]
+    keep = set(arms)
+    return Study(
+        name=f"{name}_2x", title=base.title + " (twice the steps)", dataset=base.dataset,
+        base=base.base, arms=tuple(a for a in base.arms if a.name in keep),
+        comparisons=tuple(c for c in base.comparisons if {c.paper, c.other} <= keep),
+        steps=2 * base.steps, seeds=base.seeds, metric=base.metric, secondary=base.secondary,
+        evaluations=base.evaluations, notes=base.notes, doubles=name)
+
+
+STUDIES["drive_recipe_2x"] = _doubled("drive_recipe", (
+    "cpu", "paper_deformation", "no_augmentation", "paper_deformation_1img",
+    "no_augmentation_1img"))
+STUDIES["isbi_recipe_2x"] = _doubled("isbi_recipe", ("w0_10", "w0_0"))
+
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims: where it is made, and the study (and the study at twice the
+    steps) whose comparisons of that claim decide it."""
+
+    key: str
+    statement: str
+    section: str
+    study: str
+    doubled: str | None = None
+
+
+CLAIMS: dict[str, Claim] = {c.key: c for c in (
+    Claim("C1", "elastic deformation is what lets U-Net learn from very few images",
+          "Sec. 1, 3.1", "drive_recipe", "drive_recipe_2x"),
+    Claim("C2", "the weight map separates touching cells", "Sec. 3, Eq. 2, Fig. 3",
+          "isbi_recipe", "isbi_recipe_2x"),
+    Claim("C3", "valid padding with overlap-tile is worth its cost", "Sec. 2, Fig. 2",
+          "drive_recipe"),
+    Claim("C4", "the paper's whole recipe beats the cpu profile at equal time", "Sec. 3",
+          "isbi_recipe"),
+    Claim("C5", "each modern choice of the cpu profile, reverted alone, loses", "Sec. 2-3",
+          "drive_recipe"),
+)}
+
+
+def budget_verdict(verdict_1x: str, verdict_2x: str) -> str:
+    """A claim's verdict over two budgets: the one budget's verdict while the other is
+    incomplete; the common verdict; or ``budget-dependent`` when both are complete and
+    differ."""
+    if verdict_2x == "incomplete":
+        return verdict_1x
+    if verdict_1x == "incomplete":
+        return verdict_2x
+    return verdict_1x if verdict_1x == verdict_2x else "budget-dependent"
 
 
 # -- results files -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import pytest
 
 from unet_book.experiments import (
     ISBI_SETTINGS,
-    ablation_configs,
     budgeted_run_name,
     collect_parameters,
     default_profile,
@@ -18,7 +17,6 @@ from unet_book.experiments import (
     train_for_minutes,
 )
 from unet_core.config import TrainConfig
-from unet_core.model import UNet
 from unet_core.runs import finished_run
 
 
@@ -148,25 +146,3 @@ def test_train_for_minutes_without_budget_uses_fixed_steps(env):
 def test_train_for_minutes_rejects_a_non_positive_budget(env, minutes):
     with pytest.raises(ValueError, match="minutes must be > 0"):
         train_for_minutes(smoke(), minutes, **QUIET)
-
-
-# -- ablations ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("profile", ["cpu", "smoke"])
-def test_each_ablation_changes_one_setting(profile):
-    base = TrainConfig.from_profile(profile)
-    configs = ablation_configs(base)
-    assert len(configs) == 6 and len({c.key() for c in configs.values()}) == 6
-    expected = {"paper: elastic": {"augmentation"}, "no augmentation": {"augmentation"},
-                "paper: weighted": {"loss"}, "paper: no batch norm": {"batch_norm"},
-                "paper: valid": {"padding", "patch_size"}}
-    for label, cfg in list(configs.items())[1:]:
-        changed = {k for k, v in cfg.to_dict().items() if v != base.to_dict()[k]}
-        (want,) = [v for k, v in expected.items() if label.startswith(k)]
-        if "valid" in label:  # the evaluation tile changes only when it is not valid already
-            changed.discard("eval_tile")
-        assert changed == want, label
-    valid = next(c for label, c in configs.items() if "valid" in label)
-    net = UNet(3, 1, valid.base_channels, valid.depth, "valid")
-    assert net.is_valid_size(valid.patch_size) and net.is_valid_size(valid.eval_tile)
-    assert net.output_size(valid.patch_size) >= base.patch_size
-    assert net.output_size(valid.patch_size) < base.patch_size + 2 ** base.depth

@@ -155,3 +155,35 @@ def test_runner_refuses_unknown_names(smoke_study, tmp_path, capsys) -> None:
     assert "unknown study 'nosuch'; the studies: " in capsys.readouterr().err
     assert runner.main(["smoke_test", "--arms", "plain,bogus"]) == 2
     assert "has no arm 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("one", "two", "expected"), [
+    ("supported", "supported", "supported"),
+    ("supported", "undecided", "budget-dependent"),
+    ("supported", "incomplete", "supported"),
+    ("incomplete", "contradicted", "contradicted"),
+    ("incomplete", "incomplete", "incomplete"),
+])
+def test_budget_verdict(one, two, expected) -> None:  # noqa: ANN001
+    assert studies.budget_verdict(one, two) == expected
+
+
+def test_doubled_studies_keep_their_arms_at_twice_the_steps() -> None:
+    for name, double in STUDIES.items():
+        if double.doubles is None:
+            continue
+        base = STUDIES[double.doubles]
+        assert name == f"{base.name}_2x" and double.steps == 2 * base.steps
+        assert {a.name for a in double.arms} <= {a.name for a in base.arms}
+        assert double.comparisons and all(c in base.comparisons for c in double.comparisons)
+
+
+def test_the_valid_padding_arm_feeds_a_valid_tile_with_the_cpu_output() -> None:
+    """The valid arm's 316-pixel input is a valid size whose output (132) covers the cpu
+    arm's 128-pixel patch, with less than one pooling step to spare."""
+    from unet_core.model import UNet
+    study = STUDIES["drive_recipe"]
+    base, valid = study.config("cpu", 0), study.config("valid_padding", 0)
+    net = UNet(3, 1, valid.base_channels, valid.depth, "valid")
+    assert net.is_valid_size(valid.patch_size) and net.is_valid_size(valid.eval_tile)
+    assert base.patch_size <= net.output_size(valid.patch_size) < base.patch_size + 2 ** base.depth

@@ -1,0 +1,224 @@
+"""The studies' results as the book shows them: tables, verdicts, curves, and their provenance.
+
+The chapters never train a study: they read ``benchmarks/results/studies/<name>.json``
+(:mod:`unet_book.studies`) and show the cells made by the *current* code on the *current*
+data (their fingerprints, :mod:`unet_core.provenance`). When only cells of other code exist,
+they are shown marked as older results, with the code they came from; they are never shown as
+current. Used in chapters 6, 7, 9 and 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from unet_book.studies import (
+    CLAIMS,
+    DIRECTION,
+    STUDIES_DIR,
+    Study,
+    Verdict,
+    arm_summary,
+    budget_verdict,
+    get_study,
+    load_results,
+    verdicts,
+)
+from unet_book.tables import markdown_table
+from unet_core.provenance import dataset_fingerprint
+
+METRIC_NAMES = {"auc_roc": "AUC-ROC", "f1": "F1", "iou": "IoU", "rand_error": "Rand error",
+                "variation_of_information": "VI (bits)", "pixel_error": "pixel error",
+                "val_auc_roc": "validation AUC-ROC", "val_f1": "validation F1"}
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """A study's cells as the book uses them."""
+
+    study: Study
+    cells: list[dict[str, Any]]  # the cells shown: the current code's, else the latest older
+    current: bool  # whether ``cells`` are the current code's on the current data
+    code: str  # the current code fingerprint
+    data_key: str
+    source: str  # "real" or "synthetic": the data the book would use now
+    older: int  # cells of other code or data in the file
+
+
+def _matches(cell: dict[str, Any], fp: dict[str, Any]) -> bool:
+    """Whether a cell is current: the current code, and the current data, or (when this
+    build has only the synthetic stand-in) the real data set."""
+    made = cell["fingerprint"]
+    if made["code"] != fp["code"]:
+        return False
+    if fp["data"]["source"] == "synthetic":
+        return made["data"]["source"] == "real"
+    return made["key"] == fp["key"]
+
+
+def study_view(name: str, directory: Path = STUDIES_DIR) -> StudyView:
+    study = get_study(name)
+    results = load_results(name, directory)
+    fp = dataset_fingerprint(study.dataset)
+    cells = results.get("cells", [])
+    now = [c for c in cells if _matches(c, fp)]
+    if now:
+        return StudyView(study, now, True, fp["code"], fp["key"], fp["data"]["source"],
+                         len(cells) - len(now))
+    latest = max((c["fingerprint"]["code"] for c in cells), default=None,
+                 key=lambda code: max(c["date"] for c in cells
+                                      if c["fingerprint"]["code"] == code))
+    shown = [c for c in cells if c["fingerprint"]["code"] == latest]
+    return StudyView(study, shown, False, fp["code"], fp["key"], fp["data"]["source"],
+                     len(cells) - len(shown))
+
+
+def _fmt(value: float | None, digits: int = 4, sign: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def provenance_note(view: StudyView) -> str:
+    """Markdown: which cells are shown, made by which code, when, on what, at what budget."""
+    study, cells = view.study, view.cells
+    total = len(study.arms) * len(study.seeds)
+    if not cells:
+        return (f"**Study `{study.name}` has no cells yet** (`make study NAME={study.name}`); "
+                f"its {total} cells are missing.")
+    codes = sorted({c["fingerprint"]["code"] for c in cells})
+    dates = sorted(c["date"] for c in cells)
+    cpus = sorted({c["machine"]["cpu"] for c in cells})
+    data = cells[0]["fingerprint"]["data"]
+    kind = "real" if data["source"] == "real" else "SYNTHETIC stand-in"
+    walls = [c["minutes"] for c in cells if c.get("minutes")]
+    norm = [c["normalised_minutes"] for c in cells if c.get("normalised_minutes")]
+    text = (f"Study `{study.name}`: {len(cells)} of {total} cells; code "
+            f"`{', '.join(codes)}` on {kind} {study.dataset} data (`{data['digest']}`), "
+            f"trained {dates[0][:16]} to {dates[-1][:16]} on {', '.join(cpus)}; "
+            f"{study.steps} steps per cell (equal-time arms: from the stored step-time "
+            f"ratio), {np.median(walls):.1f} min of training per cell (median; "
+            f"{np.median(norm):.1f} normalised minutes).")
+    if not view.current:
+        text = (f"**Older result**: these cells were made by code `{', '.join(codes)}` or on "
+                f"other data; the current code is `{view.code}` (data key `{view.data_key}`). "
+                f"Rerun `make study NAME={study.name}` to refresh them. " + text)
+    elif view.source == "synthetic":
+        text += (f" This build has only the synthetic stand-in for {study.dataset}; the cells "
+                 "shown were made on the real data by the current code.")
+    return text
+
+
+def arms_table(view: StudyView, metrics: Sequence[str] | None = None) -> str:
+    """Markdown: per arm, the number of seeds and mean ± sd of each metric, steps, minutes."""
+    study = view.study
+    metrics = list(metrics or (study.metric, *study.secondary))
+    rows = []
+    for arm in study.arms:
+        mine = [c for c in view.cells if c["arm"] == arm.name]
+        row: list[Any] = [arm.label]
+        n = 0
+        for m in metrics:
+            n_m, mean, sd = arm_summary(view.cells, arm.name, m)
+            n = max(n, n_m)
+            row.append("" if mean is None else
+                       f"{mean:.4f}" + ("" if sd is None else f" ± {sd:.4f}"))
+        steps = sorted({c["steps"] for c in mine})
+        minutes = [c["minutes"] for c in mine if c.get("minutes")]
+        errors = [c for c in mine if c.get("metrics") is None]
+        row[1:1] = [f"{n}" + (f" (+{len(errors)} diverged)" if errors else "")]
+        row += [", ".join(map(str, steps)) or "", f"{np.mean(minutes):.1f}" if minutes else ""]
+        rows.append(row)
+    header = ["arm", "seeds", *(f"{METRIC_NAMES.get(m, m)}, mean ± sd" for m in metrics),
+              "steps", "minutes"]
+    return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
+
+
+def comparison_rows(view: StudyView, claims: Sequence[str] | None = None,
+                    metric: str | None = None) -> list[Verdict]:
+    found = verdicts(view.study, view.cells, metric)
+    return [v for v in found if claims is None or v.comparison.claim in claims]
+
+
+def comparisons_table(view: StudyView, claims: Sequence[str] | None = None,
+                      metric: str | None = None) -> str:
+    """Markdown: per comparison, n, the mean paired difference (the paper's arm minus the
+    other), its 95 % interval and the verdict."""
+    rows = []
+    for v in comparison_rows(view, claims, metric):
+        better = "higher" if DIRECTION[v.metric] > 0 else "lower"
+        rows.append([v.comparison.claim, v.comparison.statement, v.n,
+                     _fmt(v.mean, sign=True) + ("" if v.sd is None else f" (sd {v.sd:.4f})"),
+                     "n/a" if v.low is None else f"[{v.low:+.4f}, {v.high:+.4f}]",
+                     f"**{v.verdict}**", f"{METRIC_NAMES.get(v.metric, v.metric)} ({better} "
+                     "is the paper's side)"])
+    return markdown_table(["claim", "comparison (the paper's arm first)", "seeds",
+                           "mean difference", "95 % interval", "verdict", "metric"], rows,
+                          align="llrrrll")
+
+
+def plot_curves(view: StudyView, arms: Sequence[str] | None = None,
+                metric: str = "val_auc_roc", ax: plt.Axes | None = None) -> plt.Figure:
+    """The validation metric against steps: per arm, the mean over its seeds (line) and the
+    range (band)."""
+    study = view.study
+    arms = list(arms or [a.name for a in study.arms])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    else:
+        fig = ax.figure
+    for name in arms:
+        curves = [c["curve"] for c in view.cells if c["arm"] == name and c.get("curve")]
+        curves = [[h for h in cv if metric in h] for cv in curves]
+        curves = [cv for cv in curves if cv]
+        if not curves:
+            continue
+        steps = sorted({h["step"] for cv in curves for h in cv})
+        table = np.full((len(curves), len(steps)), np.nan)
+        for i, cv in enumerate(curves):
+            for h in cv:
+                table[i, steps.index(h["step"])] = h[metric]
+        mean = np.nanmean(table, axis=0)
+        line, = ax.plot(steps, mean, marker="o", ms=3, lw=1.5,
+                        label=f"{study.arm(name).label} ({len(curves)} seeds)")
+        ax.fill_between(steps, np.nanmin(table, 0), np.nanmax(table, 0), alpha=0.15,
+                        color=line.get_color())
+    ax.set_xlabel("training step")
+    ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def claims_table(views: dict[str, StudyView]) -> str:
+    """Markdown: every comparison of every claim, its verdict at the study's steps and at
+    twice them (C1, C2), and the overall verdict (:func:`~unet_book.studies.budget_verdict`)."""
+    rows = []
+    for claim in CLAIMS.values():
+        doubled = views.get(claim.doubled) if claim.doubled else None
+        for v in comparison_rows(views[claim.study], claims=(claim.key,)):
+            twice = None if doubled is None else next(
+                (w for w in comparison_rows(doubled, claims=(claim.key,))
+                 if w.comparison == v.comparison), None)
+            overall = v.verdict if twice is None else budget_verdict(v.verdict, twice.verdict)
+            rows.append([claim.key, claim.section, v.comparison.statement, v.n, v.verdict,
+                         "not run at twice the steps" if claim.doubled is None else
+                         "n/a" if twice is None else f"{twice.verdict} ({twice.n} seeds)",
+                         f"**{overall}**"])
+    return markdown_table(["claim", "section", "comparison (the paper's arm first)", "seeds",
+                           "verdict", "at twice the steps", "overall"], rows,
+                          align="lllrlll")
+
+
+def view_line(view: StudyView) -> str:
+    """One line: how many cells a study shows and whose they are."""
+    if not view.cells:
+        return f"{view.study.name}: no cells yet"
+    whose = "the current code" if view.current else "OLDER code (marked where shown)"
+    return (f"{view.study.name}: {len(view.cells)} cells by {whose}; {view.older} cells of "
+            "other code or data kept in the file as history")
