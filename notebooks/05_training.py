@@ -34,9 +34,16 @@
 # suite and CI set `UNET_PROFILE=smoke`, which trains for a few steps only: numbers printed
 # under the smoke profile say nothing about quality.
 #
-# Training is *load-or-train*: a run lives in `runs/<dataset>-<profile>-<config hash>/`
-# (`UNET_RUNS_DIR`), and when a finished run with exactly this configuration is there, it
-# is loaded instead of trained again. A run interrupted half-way resumes from its last
+# Training is *load-or-train*: a run lives in
+# `runs/<dataset>-<profile>-<config hash>-<provenance key>/` (`UNET_RUNS_DIR`), and when a
+# finished run with exactly this configuration is there, it is loaded instead of trained
+# again. The provenance key (`unet_core.provenance`) is a hash of the code that computes
+# results (the syntax of the training, inference and evaluation modules, without their
+# comments and docstrings, and the torch and NumPy versions) and of the data the run reads
+# (the content of the data set's files, or the synthetic stand-in's options): after a change
+# to that code, or after the real DRIVE replaces the stand-in, the same configuration trains
+# again instead of serving an older run. The run folder keeps both fingerprints in
+# `provenance.json`. A run interrupted half-way resumes from its last
 # checkpoint and ends with the same weights as an uninterrupted one (tested in
 # `tests/test_train.py`).
 
@@ -47,10 +54,11 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from unet_book.experiments import collect_parameters, load_or_train, notebook_config
-from unet_book.results import describe_threshold, plot_history
+from unet_book.results import describe_run_provenance, describe_threshold, plot_history
 from unet_book.source import show_source
 from unet_book.tables import markdown_table
 from unet_core.config import PROFILES, TrainConfig
+from unet_core.provenance import code_fingerprint
 from unet_core.train import train_step
 
 _names_before = set(globals())
@@ -67,7 +75,7 @@ padding = None  # "same" or "valid" (paper)
 loss = None  # "bce_dice", "bce", "dice" or "weighted_ce" (paper)
 augmentation = None  # "albumentations", "paper" or "none"
 seed = None  # random seed
-run_name = None  # None: runs/<dataset>-<profile>-<config hash>
+run_name = None  # None: runs/<dataset>-<profile>-<config hash>-<provenance key>
 
 # %%
 params = collect_parameters(globals(), _names_before)
@@ -128,7 +136,9 @@ data_note = ("SYNTHETIC stand-in: the real data set was not found under UNET_DAT
              "these numbers are not DRIVE results" if result.synthetic else "real data")
 print(f"run directory: {result.run_dir}\n{result.steps} steps, {result.train_minutes:.1f} "
       f"minutes of training, stopped by {result.stopped_by}; {data_note}")
+print("made by", describe_run_provenance(result))
 assert result.steps == cfg.steps or result.stopped_by == "time"
+assert result.provenance["code"] == code_fingerprint()
 
 # %% [markdown]
 # ## Curves
