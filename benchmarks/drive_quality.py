@@ -57,6 +57,7 @@ from unet_core.config import PROFILES, TrainConfig
 from unet_core.data.splits import load_data
 from unet_core.devices import processor_name
 from unet_core.evaluation import choose_threshold, evaluate
+from unet_core.provenance import dataset_fingerprint
 from unet_core.recipe import build_model
 from unet_core.train import seconds_per_step, train
 
@@ -124,6 +125,7 @@ def _one_seed(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
     row = {
         "seed": cfg.seed, "config_key": cfg.key(), "config": cfg.to_dict(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
+        "fingerprint": result.provenance,
         "synthetic": result.synthetic, "steps": result.steps, "planned_steps": cfg.steps,
         "stopped_by": result.stopped_by,
         "calibrated_seconds_per_step": step_s, "train_minutes": result.train_minutes,
@@ -151,6 +153,7 @@ def _report(args: argparse.Namespace, seeds: list[dict[str, Any]], log: list[dic
     return {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
+        "fingerprint": dataset_fingerprint("drive"),
         "machine": {"cpu": processor_name(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
         "profile": args.profile, "overrides": args.set, "bar": BAR,

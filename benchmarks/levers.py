@@ -80,6 +80,7 @@ def main() -> int:
         cell.update({"step_time_ratio": ratio, "overrides": overrides})
         report["cells"][key] = cell
         report["machine"] = machine_summary()
+        report["fingerprint"] = cell["fingerprint"]  # of the latest cell
         write_json(out.with_suffix(".json"), report)
         write_text(out.with_suffix(".md"), _markdown(report))
         print(f"{key}: {steps} steps, {cell['train_minutes']:.2f} min, val AUC "
@@ -113,7 +114,8 @@ def _run_arm(arm: str, cfg: TrainConfig, args: argparse.Namespace) -> dict[str, 
             "wall_minutes": (time.perf_counter() - wall0) / 60,
             "eval_seconds_per_image": eval_s, "val_auc_roc": m.auc_roc, "val_f1": m.f1,
             "val_threshold": best.threshold, "synthetic": data.synthetic,
-            "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version()}
+            "date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
+            "fingerprint": result.provenance}
 
 
 def _markdown(report: dict[str, Any]) -> str:

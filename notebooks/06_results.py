@@ -77,6 +77,7 @@ from unet_book.results import (
     quality_seed_table,
     quoted_row,
     rank_images,
+    result_status,
     run_probabilities,
     run_row,
     threshold_table,
@@ -153,7 +154,9 @@ benches = {name: b for name, b in benchmark_results("drive_quality").items()
            if not b["data"]["synthetic"]}
 for name, b in benches.items():
     rows.append(run_row(
-        f"quality benchmark ({name}.json)", f"{b['date'][:10]}: {b['wall_minutes']:.1f} min "
+        f"quality benchmark ({name}.json"
+        + (", older code)" if result_status(b).startswith("**older") else ")"),
+        f"{b['date'][:10]}: {b['wall_minutes']:.1f} min "
         f"wall, {b['steps']} steps, base width {b['config']['base_channels']}, threshold "
         f"{b['threshold']:.3f} (F1 optimum on "
         f"{b['config'].get('threshold_images', 'validation').replace('_', ' ')} images)",
@@ -183,7 +186,8 @@ if observer is not None:
 # %%
 for name, b in benches.items():
     display(Markdown(
-        f"**{name}.json** (measured {b['date']}): `{b['command']}`; passed the bar "
+        f"**{name}.json** (measured {b['date']}; {result_status(b)}): `{b['command']}`; "
+        "passed the bar "
         f"(AUC >= 0.981, F1 >= 0.825, <= 30 min wall): **{'yes' if b['passed'] else 'no'}**"
         "\n\n" + markdown_table(
             ["step", "minutes of training", "test AUC-ROC", "test F1"],
@@ -216,6 +220,7 @@ if ttq is None:
 else:
     bar = ttq["bar"]
     display(Markdown(
+        f"Status: {result_status(ttq)}.\n\n"
         f"**Measured {ttq['date'][:10]}** with code `{ttq['code']}` on {ttq['machine']['cpu']}"
         f" ({ttq['machine']['threads']} threads), profile `{ttq['profile']}`"
         + (f" with `{' '.join(ttq['overrides'])}`" if ttq["overrides"] else "")
@@ -235,7 +240,8 @@ levers = benchmark_result("levers")
 if levers is not None:
     display(Markdown(
         f"Levers ({levers['rule']}; baseline {levers['steps']} steps; "
-        "`benchmarks/levers.py`):\n\n" + levers_table(levers)))
+        f"`benchmarks/levers.py`; status: {result_status(levers)}):\n\n"
+        + levers_table(levers)))
 
 # %% [markdown]
 # ## ROC and precision-recall curves

@@ -40,7 +40,7 @@ from unet_core.metrics import (
     segment_labels,
     segmentation_metrics,
 )
-from unet_core.provenance import describe
+from unet_core.provenance import dataset_fingerprint, describe
 from unet_core.runs import MODEL, PROBABILITIES, RunResult, load_model
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
@@ -290,6 +290,20 @@ def benchmark_result(name: str, root: str | Path | None = None) -> dict[str, Any
     or ``None`` when it has not been produced."""
     path = _benchmark_folder(root) / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def result_status(result: dict[str, Any], dataset: str = "drive") -> str:
+    """Whether a benchmark's results file was made by the current code on the current data:
+    ``"current code"``, or a bold "older result" line naming the code it came from."""
+    made = result.get("fingerprint")
+    now = dataset_fingerprint(dataset)
+    if made and made.get("code") == now["code"] and (
+            made.get("key") == now["key"] or now["data"]["source"] == "synthetic"):
+        return f"current code (`{now['code']}`)"
+    origin = f"fingerprint `{made['code']}`" if made else (
+        f"commit `{result.get('code', 'unknown')}`, before fingerprints were recorded")
+    return (f"**older result**: made by {origin}; the current code is `{now['code']}`, so "
+            "these numbers may differ from what it gives")
 
 
 def plot_segments(
