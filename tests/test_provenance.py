@@ -137,3 +137,15 @@ def test_command_line_keys_and_bad_dataset(capsys, small_data_root) -> None:
     assert main(["--data-dir", str(small_data_root), "mnist"]) == 2
     assert "dataset 'mnist' is not valid; expected one of drive, isbi2012" in (
         capsys.readouterr().err)
+
+
+def test_the_book_cache_key_holds_the_code_fingerprint(small_data_root) -> None:
+    """``make book-cache`` keys the execution cache by the code and data fingerprints."""
+    import os
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "UNET_DATA_DIR": str(small_data_root)}
+    out = subprocess.run(["make", "-n", "book-cache"], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    drive = dataset_fingerprint("drive", small_data_root)["key"]
+    assert code_fingerprint() in out and f"drive:{drive}" in out
