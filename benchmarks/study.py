@@ -48,7 +48,7 @@ from unet_core.compute import (
 from unet_core.devices import processor_name
 from unet_core.provenance import dataset_fingerprint
 from unet_core.runs import runs_dir
-from unet_core.train import TrainingDiverged, seconds_per_step, train
+from unet_core.train import TrainingDiverged, TrainingInterrupted, seconds_per_step, train
 
 
 def _now() -> str:
@@ -184,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     seconds = step_times(study, results, [a for a, _ in todo], directory)
     for arm, seed in todo:
         steps = equal_time_steps(study, study.arm(arm), seconds)
-        cell = run_cell(study, arm, seed, steps, key, gflops, dtype)
+        try:
+            cell = run_cell(study, arm, seed, steps, key, gflops, dtype)
+        except TrainingInterrupted as stop:  # the checkpoint is written: rerun to resume
+            print(f"interrupted: {stop}", file=sys.stderr)
+            return stop.exit_code
         cell.update({"machine": _machine(gflops, dtype), "date": _now(),
                      "code_version": code_version()})
         results = load_results(study.name, directory)  # another process may have added cells
