@@ -21,15 +21,17 @@ from unet_book.explorer_widget import FORMAT, publish_to_site
 
 def script_key(script: Any) -> tuple:
     """What makes two of Sphinx's script entries the same tag: file and attributes (the
-    inline body among them), not the priority."""
+    inline body among them), not the priority; an inline script's file is ``None`` or ``""``
+    (the copy the environment kept), the same."""
     attributes = getattr(script, "attributes", {}) or {}
-    return (str(getattr(script, "filename", script)), tuple(sorted(
+    return (str(getattr(script, "filename", script) or ""), tuple(sorted(
         (k, str(v)) for k, v in attributes.items())))
 
 
 def unique_scripts(app: Any, pagename: str, templatename: str, context: dict,
                    doctree: Any) -> None:
-    """Sphinx ``html-page-context``: drop repeated script entries (keep the first)."""
+    """Sphinx ``html-page-context`` (late, after the handlers that add scripts, such as
+    MathJax's): drop repeated script entries, keeping the first."""
     scripts = context.get("script_files")
     if not scripts:
         return
@@ -40,7 +42,7 @@ def unique_scripts(app: Any, pagename: str, templatename: str, context: dict,
         if key not in seen:
             seen.add(key)
             kept.append(script)
-    context["script_files"] = kept
+    scripts[:] = kept  # in place: it is the builder's list, which later handlers add to
 
 
 def setup(app: Any) -> dict[str, Any]:
