@@ -93,7 +93,8 @@ efficiency: $(STAMP)  ## achieved training GFLOP/s over the matmul rate, and wid
 LAB_PORT ?= 8888
 lab: $(STAMP)    ## JupyterLab on the chapters, with UNET_DATA_DIR and UNET_RUNS_DIR set
 	@echo "lab: data from $(UNET_DATA_DIR), runs in $(UNET_RUNS_DIR)"
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --port=$(LAB_PORT)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --port=$(LAB_PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:           ## remove build output (keeps .venv and runs/)
 	rm -rf _build .jupyter_cache

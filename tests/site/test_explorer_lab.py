@@ -74,7 +74,8 @@ def lab(tmp_path):
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={book}",
          "--LabApp.expose_app_in_browser=True",
          f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],  # CI's containers run as root
         env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -174,10 +175,13 @@ def test_the_explorer_runs_live_in_jupyterlab(lab, capsys):
         assert before["text"].startswith(f"threshold {before['k'] / 100:.2f}: F1 "), before
 
         slider = driver.find_element(By.CSS_SELECTOR, f"{WIDGET} .ux-slider")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});"
+                              " arguments[0].focus();", slider)
         key = Keys.ARROW_LEFT if before["k"] > 50 else Keys.ARROW_RIGHT
         slider.send_keys(*[key] * 10)
         _wait(driver, f"return document.querySelector(\"{WIDGET} .ux-metrics\").textContent"
-                      f" !== {json.dumps(before['text'])}", 10, "the metrics line to change")
+                      f" !== {json.dumps(before['text'])}", 10,
+              f"the metrics line to change (slider at {slider.get_attribute('value')})")
         after = _shown(driver)
         assert abs(after["k"] - before["k"]) == 10, (before, after)
         assert after["text"].startswith(f"threshold {after['k'] / 100:.2f}: F1 "), after

@@ -342,6 +342,15 @@ export class ExplorerView {
       this.status,
     ]);
     this.root.dataset.mode = mode;
+    // JupyterLab: keys and clicks in the explorer (arrows on the slider or a panel, + and -,
+    // dragging the slider) are the explorer's, not the notebook's (its command-mode shortcuts,
+    // and its handlers that move the focus to the cell and cancel the slider's own action)
+    this.root.setAttribute("data-lm-suppress-shortcuts", "true");
+    if (mode === "widget") {
+      for (const type of ["keydown", "keyup", "keypress", "mousedown", "pointerdown"]) {
+        this.root.addEventListener(type, (e) => e.stopPropagation());
+      }
+    }
     this.root.dataset.state = "loading";
     el.replaceChildren(this.root);
     this.listen();
