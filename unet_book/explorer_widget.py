@@ -502,7 +502,8 @@ def _chapter_dir(app: Any, docname: str) -> Path:
 
 def publish_to_site(app: Any, exception: Exception | None) -> None:
     """Sphinx ``build-finished``: copy the ES module and the data of every run a page's
-    explorer names (``data-explorer-run``) into ``<site>/_static/unet_explorer/``. The data
+    explorer names (``data-explorer-run``) into ``<site>/_static/unet_explorer/``, and make
+    the page import this version of the module (its cache-busting query). The data
     come from ``<run>/explorer`` (written when chapter 8 ran; exported here if missing), the
     run from ``$UNET_RUNS_DIR`` as the chapter saw it (relative paths from its folder)."""
     from sphinx.util import logging as sphinx_logging  # Sphinx is there only in a book build
@@ -517,8 +518,15 @@ def publish_to_site(app: Any, exception: Exception | None) -> None:
         page = outdir / (uri + "index.html" if uri.endswith("/") or not uri else uri)
         if page.exists():
             text = page.read_text(encoding="utf-8", errors="replace")
-            for name in re.findall(r'data-explorer-run="([A-Za-z0-9._-]+)"', text):
+            names = re.findall(r'data-explorer-run="([A-Za-z0-9._-]+)"', text)
+            for name in names:
                 wanted.setdefault(name, _chapter_dir(app, docname))
+            # a page from the execution cache imports the module by the version it was
+            # executed with: point it at the module copied below
+            fresh = re.sub(r"mask_explorer\.js\?v=[0-9a-f]+",
+                           f"mask_explorer.js?v={module_version()}", text)
+            if names and fresh != text:
+                page.write_text(fresh, encoding="utf-8")
     if not wanted:
         return
     site = outdir / SITE_DIR

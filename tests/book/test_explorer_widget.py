@@ -41,6 +41,7 @@ from unet_book.explorer_widget import (
     export_static,
     histogram_auc,
     histogram_metrics,
+    module_version,
     publish_to_site,
     quantise,
     run_threshold,
@@ -293,7 +294,8 @@ def test_the_sphinx_hook_copies_the_module_and_the_run_data(smoke_drive_run, tmp
     out, src = tmp_path / "html", tmp_path / "book"
     (out / "notebooks").mkdir(parents=True)
     (src / "notebooks").mkdir(parents=True)
-    (out / "notebooks" / "08.html").write_text(site_html(run_dir.name))
+    old = site_html(run_dir.name).replace(f"?v={module_version()}", "?v=0123abcd")
+    (out / "notebooks" / "08.html").write_text(old)
     (out / "notebooks" / "07.html").write_text("<p>no explorer</p>")
     app = SimpleNamespace(outdir=str(out), srcdir=str(src),
                           builder=SimpleNamespace(format="html",
@@ -302,6 +304,8 @@ def test_the_sphinx_hook_copies_the_module_and_the_run_data(smoke_drive_run, tmp
     publish_to_site(app, None)  # UNET_RUNS_DIR is absolute here (the fixture's)
     site = out / SITE_DIR
     assert (site / "mask_explorer.js").read_bytes() == MODULE.read_bytes()
+    # the page (as the execution cache left it) now imports this version of the module
+    assert (out / "notebooks" / "08.html").read_text() == site_html(run_dir.name)
     index = json.loads((site / run_dir.name / "index.json").read_text())
     assert all((site / run_dir.name / e["file"]).exists() for e in index["images"])
     shutil.rmtree(site)

@@ -35,6 +35,7 @@ from unet_core.runs import runs_dir
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("UNET_SITE_DIR", ROOT / "_build" / "html"))
 PAGE = "notebooks/08_mask_explorer.html"
+SHOTS = SITE.parent / "screenshots"  # the explorer's own screenshots, beside test_site's
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 REQUIRED = os.environ.get("UNET_REQUIRE_SITE_TEST") == "1"
@@ -187,6 +188,11 @@ def test_the_explorer_renders(browser, page):
 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
 const seen = new Set(); for (let i = 0; i < d.length; i += 400) seen.add(d[i]);
 return seen.size;""") > 20
+    from selenium.webdriver.common.by import By
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.find_element(By.CSS_SELECTOR, ".unet-explorer").screenshot(
+        str(SHOTS / "explorer.png"))
     # the explorer's own errors (the module, its data); the page's others are test_site's
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
               and re.search(r"unet_explorer/|mask_explorer\.js|explorer data file",
@@ -354,6 +360,10 @@ return {{leftBottom: a.bottom, rightTop: b.top, width: a.width, rootWidth: r.cli
   scroll: r.scrollWidth, page: document.documentElement.clientWidth}};""")
         assert boxes["rightTop"] >= boxes["leftBottom"] - 1, boxes  # stacked, not squeezed
         assert boxes["width"] > 200 and boxes["scroll"] <= boxes["rootWidth"] + 1, boxes
+        from selenium.webdriver.common.by import By
+
+        browser.find_element(By.CSS_SELECTOR, ".unet-explorer").screenshot(
+            str(SHOTS / "explorer-narrow.png"))
     finally:
         browser.set_window_size(1280, 1600)
 

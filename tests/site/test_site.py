@@ -132,6 +132,28 @@ def _url(site_url: str, page: str) -> str:
     return f"{site_url}/{'index' if page == PAGES[0] else page}.html"
 
 
+def _check_offline_and_clean(browser, site_url: str, page: str) -> int:
+    """The page as loaded, with no network: its equations rendered by the site's MathJax,
+    nothing fetched from outside the site, nothing in the console. Returns the number of
+    equations."""
+    # equations: MathJax from the site itself renders every one of them, with no network
+    equations, rendered, mathjax = browser.execute_async_script(MATH_DONE)
+    assert rendered == equations, f"{page}: {rendered} of {equations} equations rendered"
+    assert mathjax or not equations, f"{page}: equations but no MathJax"
+    # everything the page loaded came from the site (no CDN)
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);")
+    foreign = [u for u in loaded if not u.startswith((site_url, "data:", "blob:"))]
+    assert not foreign, f"{page}: fetched from outside the site: {foreign}"
+    tags = browser.execute_script(
+        "return Array.from(document.scripts).map(s => s.src).filter(s => s);")
+    assert all(t.startswith(site_url) for t in tags), f"{page}: scripts from elsewhere: {tags}"
+    # and nothing went wrong in the console (the duplicate THEBE_JS_URL was a SyntaxError)
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, f"{page}: console errors: {errors}"
+    return equations
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_has_its_images_and_no_errors(browser, site_url, page):
     _open(browser, _url(site_url, page))
@@ -152,27 +174,18 @@ def test_page_has_its_images_and_no_errors(browser, site_url, page):
     assert errors == 0, f"{page}: {errors} error outputs"
     title = browser.execute_script("return document.querySelector('h1').innerText;")
     assert title.strip(), f"{page}: no title"
-    # equations: MathJax from the site itself renders every one of them, with no network
-    equations, rendered, mathjax = browser.execute_async_script(MATH_DONE)
-    assert rendered == equations, f"{page}: {rendered} of {equations} equations rendered"
-    assert mathjax or not equations, f"{page}: equations but no MathJax"
-    _MATH[page] = equations
-    # everything the page loaded came from the site (no CDN)
-    loaded = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name);")
-    foreign = [u for u in loaded if not u.startswith((site_url, "data:", "blob:"))]
-    assert not foreign, f"{page}: fetched from outside the site: {foreign}"
-    tags = browser.execute_script(
-        "return Array.from(document.scripts).map(s => s.src).filter(s => s);")
-    assert all(t.startswith(site_url) for t in tags), f"{page}: scripts from elsewhere: {tags}"
-    # and nothing went wrong in the console (the duplicate THEBE_JS_URL was a SyntaxError)
-    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    assert not errors, f"{page}: console errors: {errors}"
+    _MATH[page] = _check_offline_and_clean(browser, site_url, page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{page.replace('/', '__')}.png"))
 
 
 _MATH: dict[str, int] = {}
+
+
+@pytest.mark.parametrize("page", ["search", "genindex"])
+def test_the_pages_outside_the_toc_load_cleanly(browser, site_url, page):
+    _open(browser, f"{site_url}/{page}.html")
+    _check_offline_and_clean(browser, site_url, page)
 
 
 def test_some_pages_have_equations_and_mathjax_is_the_sites():
