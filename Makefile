@@ -10,7 +10,7 @@ export UNET_DATA_DIR ?= $(CURDIR)/data
 export UNET_RUNS_DIR ?= $(CURDIR)/runs
 
 .PHONY: help venv test unit nbtest lint book-cache book book-strict site-test sync bench quality \
-	efficiency clean lab mathjax
+	efficiency study clean lab mathjax
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -62,10 +62,12 @@ lint: $(STAMP)   ## ruff
 sync: $(STAMP)   ## re-pair every notebook with its py:percent twin (text is the source of truth)
 	$(BIN)/jupytext --sync notebooks/*.py
 
-# The execution cache is keyed by notebook text only: drop it when the profile or the data
-# directory changed since the last build, so a smoke build never serves a real one.
-BOOK_KEY := $(or $(UNET_PROFILE),cpu) $(UNET_DATA_DIR)
-book-cache:
+# The execution cache is keyed by notebook text only: drop it when the profile, the data
+# directory, the code that computes results or the data in it changed since the last build
+# (unet_core.provenance), so a smoke build never serves a real one, and no page shows
+# numbers made by older code or on other data.
+BOOK_KEY = $(or $(UNET_PROFILE),cpu) $(UNET_DATA_DIR) $(shell $(BIN)/python -m unet_core.provenance --key)
+book-cache: $(STAMP)
 	@mkdir -p _build
 	@[ "$$(cat _build/.book-key 2>/dev/null)" = "$(BOOK_KEY)" ] || \
 	  { rm -rf _build/.jupyter_cache; echo "$(BOOK_KEY)" > _build/.book-key; }
@@ -87,6 +89,15 @@ quality: $(STAMP)  ## time to quality: 3 seeds of the cpu profile, 15 normalised
 
 efficiency: $(STAMP)  ## achieved training GFLOP/s over the matmul rate, and width 64 vs eager NCHW
 	$(BIN)/python benchmarks/training_efficiency.py --widths 16
+
+# One evidence study of unet_book.studies: trains its missing cells (resumable) and rewrites
+# benchmarks/results/studies/$(NAME).json after each. CELLS=1 lists done and missing cells;
+# ARMS=a,b and SEEDS=0,1 restrict the run. Real data: UNET_DATA_DIR=../shared/data make study ...
+study: $(STAMP)  ## run one evidence study: make study NAME=drive_recipe [CELLS=1] [ARMS=..] [SEEDS=..]
+	@test -n "$(NAME)" || { echo "make study: set NAME to one of: $$($(BIN)/python -c \
+	  'from unet_book.studies import STUDIES; print(", ".join(STUDIES))')" >&2; exit 2; }
+	$(BIN)/python benchmarks/study.py $(NAME) $(if $(CELLS),--cells) \
+	  $(if $(ARMS),--arms $(ARMS)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # The chapters in JupyterLab: open notebooks/NN_*.ipynb (or the .py twin: right-click, Open
 # With, Jupytext Notebook); jupytext's contents manager keeps the pair in sync on save.

@@ -207,9 +207,13 @@ assert np.isclose(membrane_share * w_membrane, (1 - membrane_share) * w_interior
 
 # %% [markdown]
 # The membrane class, about a fifth of the pixels, gets a weight above 2; the interior about
-# 0.64. (`weight_map(..., class_weights=None)` balances each image by its own frequencies
-# instead, which is what `unet_core.train` does; the membrane weight then varies from slice
-# to slice with the membrane fraction, as below.)
+# 0.64. Training does the same: `unet_core.recipe.loss_weight_maps` counts the classes over
+# the whole training set, and on DRIVE only inside the field of view, the pixels the loss
+# sees (the vessels' share there is higher than over the whole photograph with its black
+# surround).
+# `weight_map(..., class_weights=None)` would balance each image by its own frequencies
+# instead; the membrane weight then varies from slice to slice with the membrane fraction,
+# as below.
 
 # %%
 per_slice = 1 / (2 * fractions)

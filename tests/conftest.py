@@ -47,10 +47,10 @@ def same_net() -> UNet:
 
 @pytest.fixture(scope="session")
 def small_data_root(tmp_path_factory) -> Path:
-    """A tiny synthetic DRIVE (3 train, 2 test, 72x68) and ISBI 2012 (8 slices of 64x64)."""
+    """A tiny synthetic DRIVE (3 train, 2 test, 72x68) and ISBI 2012 (10 slices of 64x64)."""
     root = tmp_path_factory.mktemp("data")
     write_synthetic_drive(root / "DRIVE", n_train=3, n_test=2, size=(72, 68), seed=1)
-    write_synthetic_isbi2012(root / "isbi2012", n_train=8, n_test=1, size=64, seed=1, scale=0.5)
+    write_synthetic_isbi2012(root / "isbi2012", n_train=10, n_test=1, size=64, seed=1, scale=0.5)
     return root
 
 

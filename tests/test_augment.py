@@ -15,6 +15,7 @@ from unet_core.augment import (
     displacement_field,
     elastic_deform,
     make_augmentation,
+    tile_displacement_field,
     warp,
 )
 
@@ -282,3 +283,53 @@ def test_make_augmentation() -> None:
         make_augmentation("albumentations", elastic_p=2.0)
     with pytest.raises(ValueError, match="masks"):
         none(image, mask[:-1])
+
+
+def test_tile_field_is_a_window_of_the_tile_field() -> None:
+    """``tile_displacement_field`` equals the matching rows and columns of the whole tile's
+    field (the patch is cut from the deformed tile)."""
+    coarse = coarse_displacements(3, 10.0, np.random.default_rng(0))
+    whole = displacement_field(coarse, (101, 101))
+    window = tile_displacement_field(coarse, 101, (13, 40, 30, 25))
+    np.testing.assert_allclose(window, whole[:, 13:43, 40:65], atol=1e-12)
+
+
+def _max_gradient(field: np.ndarray) -> float:
+    grads = [np.abs(g) for comp in field for g in np.gradient(comp)]
+    return float(max(g.max() for g in grads))
+
+
+def test_paper_scale_tile_keeps_the_paper_strain_on_small_patches() -> None:
+    """The grid over a 572-pixel tile deforms a 128-pixel patch as gently as the paper's
+    tiles (median largest displacement gradient ~0.14 at 572, ~0.64 with the grid on the
+    patch itself), and the patch's position in the tile is drawn from the generator."""
+    rng = np.random.default_rng(1)
+    on_patch, in_tile = [], []
+    for _ in range(60):
+        coarse = coarse_displacements(3, 10.0, rng)
+        on_patch.append(_max_gradient(displacement_field(coarse, (128, 128))))
+        top, left = rng.integers(0, 572 - 128 + 1, size=2)
+        in_tile.append(_max_gradient(tile_displacement_field(coarse, 572, (top, left, 128,
+                                                                           128))))
+    assert 0.5 < np.median(on_patch) < 0.8
+    assert np.median(in_tile) < 0.16
+    image = np.random.default_rng(2).random((128 + 2 * 8, 128 + 2 * 8)).astype(np.float32)
+    deform = ElasticDeformation(tile=572, context=8)
+    a, b = deform(image, rng=5)[0], deform(image, rng=5)[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, deform(image, rng=6)[0])
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    ({"tile": 1}, "tile must be None or an integer >= 2"),
+    ({"context": 4}, "context needs a tile"),
+    ({"tile": 64, "context": -1}, "context must be an integer >= 0"),
+])
+def test_tile_arguments_are_checked(kwargs, pattern) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match=pattern):
+        ElasticDeformation(**kwargs)
+
+
+def test_patch_larger_than_tile_is_refused() -> None:
+    with pytest.raises(ValueError, match="must fit in the 64x64 tile"):
+        elastic_deform(np.zeros((80, 80), np.float32), tile=64, rng=0)

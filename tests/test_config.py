@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unet_core.config import PROFILES, TrainConfig, check_names
+from unet_core.config import PROFILES, TrainConfig, check_names, with_added_fields
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -66,3 +66,17 @@ def test_key_tracks_results_not_device():
     a = TrainConfig.from_profile("smoke")
     assert a.key() == TrainConfig.from_profile("smoke", device="cpu", threads=1).key()
     assert a.key() != TrainConfig.from_profile("smoke", seed=1).key()
+
+
+def test_the_deformation_tile_counts_only_for_the_paper_deformation() -> None:
+    """``elastic_tile`` acts only with ``augmentation="paper"``: elsewhere it changes neither
+    the hash nor the config comparison; with the paper's deformation it does, and a config
+    stored before the field existed reads as the old behaviour (0: grid on the patch)."""
+    cpu = TrainConfig()
+    assert TrainConfig(elastic_tile=0).key() == cpu.key()
+    paper = TrainConfig(augmentation="paper")
+    assert TrainConfig(augmentation="paper", elastic_tile=0).key() != paper.key()
+    old = {k: v for k, v in paper.to_dict().items() if k != "elastic_tile"}
+    assert TrainConfig.from_dict(with_added_fields(old)).elastic_tile == 0
+    with pytest.raises(ValueError, match="elastic_tile must be >= 0"):
+        TrainConfig(elastic_tile=-1)

@@ -266,3 +266,42 @@ def test_weight_maps_are_validated() -> None:
     with pytest.raises(ValueError, match="finite and non-negative"):
         PatchSampler([image], [target], weights=[-np.ones((20, 20))], input_size=8)
     assert PatchSampler([image], [target], input_size=8).sample(2).weight is None
+
+
+def _identity(image, *masks, rng=None):  # noqa: ANN001, ANN202
+    return (image.copy(), *(m.copy() for m in masks))
+
+
+@pytest.mark.parametrize(("in_size", "out_size", "context"), [(12, 12, 5), (20, 6, 9), (9, 4, 3)])
+def test_context_gives_the_transform_real_image_around_the_window(in_size, out_size,
+                                                                  context) -> None:  # noqa: ANN001
+    """With ``context``, an identity transform yields exactly the patches of a sampler
+    without it (same positions, same crops), and the window the transform sees is the input
+    window with ``context`` pixels of the (mirrored) image on each side."""
+    h, w = 30, 27
+    image, fov = _rgb(h, w), np.ones((h, w), bool)
+    fov[:3] = False
+    seen: list[np.ndarray] = []
+
+    def spy(img, *masks, rng=None):  # noqa: ANN001, ANN202
+        seen.append(img.copy())
+        return _identity(img, *masks)
+
+    plain = PatchSampler([image], [_coords(h, w)], [fov], input_size=in_size,
+                         output_size=out_size, seed=3, transform=_identity)
+    wide = PatchSampler([image], [_coords(h, w)], [fov], input_size=in_size,
+                        output_size=out_size, seed=3, transform=spy, context=context)
+    a, b = plain.sample(12), wide.sample(12)
+    for name in ("image", "target", "valid"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert seen[0].shape == (in_size + 2 * context, in_size + 2 * context, 3)
+    centre = seen[0][context:context + in_size, context:context + in_size]
+    np.testing.assert_array_equal(np.moveaxis(centre, 2, 0), a.image[0].numpy())
+
+
+def test_context_needs_a_transform_and_a_count() -> None:
+    image = _rgb(20, 20)
+    with pytest.raises(ValueError, match="context is for a transform"):
+        PatchSampler([image], [_coords(20, 20)], input_size=8, context=4)
+    with pytest.raises(ValueError, match="context must be an integer >= 0"):
+        PatchSampler([image], [_coords(20, 20)], input_size=8, transform=_identity, context=-1)

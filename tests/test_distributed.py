@@ -65,7 +65,8 @@ def test_two_processes_train_one_model_each_with_its_own_patches(tmp_path, data)
     assert len(losses) == 2 and losses[-1] < losses[0]  # the loss falls
     written = {p.name for p in run_dir.iterdir()}
     assert written == {"checkpoint.pt", "config.json", "environment.json", "history.csv",
-                       "metrics.json", "model.pt", "patches-rank0.json", "patches-rank1.json"}
+                       "metrics.json", "model.pt", "patches-rank0.json", "patches-rank1.json",
+                       "provenance.json"}
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
     assert out.stdout.count("done:") == 1  # only rank 0 reports

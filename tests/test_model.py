@@ -118,7 +118,7 @@ def test_he_normal_initialisation():
 
 def test_dropout_sits_at_end_of_contracting_path():
     net = UNet(1, 2, 4, 2, "valid", dropout=0.5)
-    assert isinstance(net.dropout, torch.nn.Dropout2d)
+    assert isinstance(net.dropout, torch.nn.Dropout)
     x = torch.randn(1, 1, net.valid_input_size(60), net.valid_input_size(60))
     net.eval()
     with torch.no_grad():
@@ -128,6 +128,20 @@ def test_dropout_sits_at_end_of_contracting_path():
     with torch.no_grad():
         c, d = net(x), net(x)
     assert not torch.equal(c, d)  # train: dropout active
+
+
+def test_dropout_is_element_wise_as_caffe() -> None:
+    """The paper's Caffe ``Dropout`` zeroes single activations, not whole feature maps: in
+    training, some channels are partly zeroed (``Dropout2d`` zeroes a channel all or nothing)."""
+    net = UNet(1, 2, 4, 2, "same", dropout=0.5).train()
+    torch.manual_seed(0)
+    x = torch.rand(1, 16, 8, 8) + 0.5  # positive: no activation is zero before drop-out
+    out = net.dropout(x)
+    zero_share = (out == 0).float().mean(dim=(2, 3))  # per channel
+    assert ((zero_share > 0) & (zero_share < 1)).all()  # every channel partly dropped
+    assert 0.35 < float((out == 0).float().mean()) < 0.65
+    kept = out != 0
+    torch.testing.assert_close(out[kept], 2 * x[kept])  # scaled by 1 / (1 - p)
 
 
 def test_batch_norm_layers_present_only_when_asked():

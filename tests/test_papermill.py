@@ -59,7 +59,7 @@ def test_readme_command_trains_a_smoke_run(tmp_path):
         p.name for p in run.iterdir()}
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     assert cfg.profile == "smoke" and cfg.steps == TrainConfig.from_profile("smoke").steps
-    assert run.name == default_run_name(cfg)
+    assert run.name == default_run_name(cfg, tmp_path / "data")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == cfg.steps and metrics["dataset"] == "drive"
     assert metrics["test"]["images"] == ["01_test", "02_test"]

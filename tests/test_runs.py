@@ -16,6 +16,7 @@ from unet_core.checkpoint import save_checkpoint
 from unet_core.config import TrainConfig
 from unet_core.data.splits import load_data
 from unet_core.evaluation import predict_probability
+from unet_core.provenance import dataset_fingerprint
 from unet_core.runs import (
     HISTORY_FIELDS,
     config_diff,
@@ -168,6 +169,7 @@ def test_runs_dir_and_run_names(monkeypatch, tmp_path):
     monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path))
     assert runs_dir() == tmp_path
     cfg = smoke()
-    assert default_run_name(cfg) == f"drive-smoke-{cfg.key()}"
+    key = dataset_fingerprint("drive")["key"]
+    assert default_run_name(cfg) == f"drive-smoke-{cfg.key()}-{key}"
     assert default_run_name(smoke(seed=1)) != default_run_name(cfg)
     assert default_run_name(smoke(device="cpu", threads=2)) == default_run_name(cfg)

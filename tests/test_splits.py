@@ -61,12 +61,12 @@ def test_drive_channels(small_data_root, channels, n):
 
 
 def test_isbi_holds_out_the_last_slices_for_testing(small_data_root):
-    data = load_data(smoke(dataset="isbi2012", val_images=1), small_data_root)
+    data = load_data(smoke(dataset="isbi2012", val_images=1, isbi_gap=0), small_data_root)
     assert ISBI_TEST_SLICES == 5
-    # 8 labelled slices: 5 held out for testing, 1 validation, 2 training.
-    assert [e.name for e in data.train] == ["00", "01"]
-    assert [e.name for e in data.val] == ["02"]
-    assert [e.name for e in data.test] == ["03", "04", "05", "06", "07"]
+    # 10 labelled slices: 5 held out for testing, no gap here, 1 validation, 4 training.
+    assert [e.name for e in data.train] == ["00", "01", "02", "03"]
+    assert [e.name for e in data.val] == ["04"]
+    assert [e.name for e in data.test] == ["05", "06", "07", "08", "09"]
     for e in [*data.train, *data.val, *data.test]:
         assert e.fov is None and e.target.dtype == bool and e.image.shape == (64, 64, 1)
         label = np.asarray(Image.open(small_data_root / "isbi2012" / "train" / "labels"
@@ -75,12 +75,29 @@ def test_isbi_holds_out_the_last_slices_for_testing(small_data_root):
     assert data.in_channels == 1
 
 
+def test_isbi_gap_slices_are_neither_trained_nor_validated_on(small_data_root):
+    """The default gap of 2 leaves slices 03 and 04 out: the last slice trained or validated
+    on (02) is three sections from the first held-out one (05)."""
+    data = load_data(smoke(dataset="isbi2012", val_images=1), small_data_root)
+    assert [e.name for e in data.train] == ["00", "01"] and [e.name for e in data.val] == ["02"]
+    assert [e.name for e in data.test] == ["05", "06", "07", "08", "09"]
+
+
+def test_train_images_keeps_the_first_ones(small_data_root):
+    data = load_data(smoke(val_images=1, train_images=1), small_data_root)
+    assert [e.name for e in data.train] == ["21_training"]
+    assert [e.name for e in data.val] == ["23_training"]
+    with pytest.raises(ValueError, match="train_images=3 but only 2 training images remain"):
+        load_data(smoke(val_images=1, train_images=3), small_data_root)
+
+
 def test_isbi_with_too_few_slices_is_refused(tmp_path):
     write_synthetic_isbi2012(tmp_path / "isbi2012", n_train=6, n_test=1, size=32, seed=0)
     with pytest.raises(ValueError, match="has 6 labelled slices: need more than 5 held-out "
-                                         r"\+ 1 validation"):
-        load_data(smoke(dataset="isbi2012", val_images=1), tmp_path)
-    data = load_data(smoke(dataset="isbi2012", val_images=0, tune_threshold=False), tmp_path)
+                                         r"\+ 2 gap \(isbi_gap\) \+ 0 validation"):
+        load_data(smoke(dataset="isbi2012", val_images=0, tune_threshold=False), tmp_path)
+    data = load_data(smoke(dataset="isbi2012", val_images=0, tune_threshold=False, isbi_gap=0),
+                     tmp_path)
     assert len(data.train) == 1 and data.val == [] and len(data.test) == 5
 
 

@@ -237,3 +237,18 @@ def test_input_validation() -> None:
         instances_from_membranes(labels, min_size=-1)
     with pytest.raises(ValueError, match="mask"):
         instances_from_membranes(np.zeros((2, 3, 4)))
+
+
+def test_class_balance_counts_only_inside_the_masks() -> None:
+    """DRIVE's loss sees only the FOV: the class frequencies are counted there."""
+    labels = np.zeros((10, 10), np.uint8)
+    labels[:2] = 1  # 20 foreground pixels
+    fov = np.zeros((10, 10), bool)
+    fov[:5] = True  # inside: 20 foreground of 50
+    whole = balanced_class_weights([labels])
+    inside = balanced_class_weights([labels], [fov])
+    assert whole == pytest.approx((100 / (2 * 80), 100 / (2 * 20)))
+    assert inside == pytest.approx((50 / (2 * 30), 50 / (2 * 20)))
+    assert balanced_class_weights([labels], [None]) == pytest.approx(whole)
+    with pytest.raises(ValueError, match="mask 0 has shape"):
+        balanced_class_weights([labels], [fov[:5]])

@@ -142,7 +142,7 @@ def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     return 0
 
 
-_TRACED = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.Dropout2d)
+_TRACED = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.Dropout, nn.Dropout2d)
 
 
 class _Tracer:

@@ -22,6 +22,7 @@ from typing import Any
 
 from unet_core.config import PROFILES, TrainConfig, check_names
 from unet_core.curves import save_curves
+from unet_core.provenance import dataset_fingerprint, describe
 from unet_core.recipe import build_model
 from unet_core.runs import CHECKPOINT, RunResult, default_run_name, finished_run, runs_dir
 from unet_core.train import TrainingDiverged, seconds_per_step, train
@@ -92,12 +93,18 @@ def load_or_train(
     """Load the finished run of ``cfg`` (``runs/<run_name>``, default named by the config's
     hash) or train it; an unfinished run resumes from its checkpoint."""
     run_dir = runs_dir() / (run_name or default_run_name(cfg))
-    done = finished_run(run_dir, cfg)
+    done = finished_run(run_dir, cfg, provenance=dataset_fingerprint(cfg.dataset))
     if done is not None:
-        log(f"loaded finished run {run_dir} ({done.steps} steps, {done.train_minutes:.1f} min "
-            "of training); delete it to train again")
+        _loaded(done, log)
         return done
     return _train_with_curves(cfg, run_dir, progress=progress, log=log)
+
+
+def _loaded(done: RunResult, log: Callable[[str], None]) -> None:
+    finished = done.metrics.get("finished_at", "")
+    log(f"loaded finished run {done.run_dir} ({done.steps} steps, {done.train_minutes:.1f} min "
+        f"of training{', finished ' + finished if finished else ''}; "
+        f"{describe(done.provenance)}); delete it to train again")
 
 
 def _train_with_curves(cfg: TrainConfig, run_dir: Path, *, progress: bool,
@@ -112,7 +119,8 @@ def _train_with_curves(cfg: TrainConfig, run_dir: Path, *, progress: bool,
 def budgeted_run_name(cfg: TrainConfig, minutes: float) -> str:
     base = TrainConfig.from_dict({**cfg.to_dict(), "steps": 1, "eval_every": 0,
                                   "time_budget_min": 0.0})
-    return f"{cfg.dataset}-{cfg.profile}-{base.key()}-{minutes:g}min"
+    key = dataset_fingerprint(cfg.dataset)["key"]
+    return f"{cfg.dataset}-{cfg.profile}-{base.key()}-{key}-{minutes:g}min"
 
 
 def train_for_minutes(
@@ -132,10 +140,10 @@ def train_for_minutes(
     if minutes <= 0:
         raise ValueError(f"minutes must be > 0 or None, got {minutes!r}")
     run_dir = runs_dir() / (run_name or budgeted_run_name(cfg, minutes))
-    done = finished_run(run_dir, cfg, ignore=BUDGET_FIELDS)
+    done = finished_run(run_dir, cfg, ignore=BUDGET_FIELDS,
+                        provenance=dataset_fingerprint(cfg.dataset))
     if done is not None:
-        log(f"loaded finished run {run_dir} ({done.steps} steps, {done.train_minutes:.1f} min "
-            "of training); delete it to train again")
+        _loaded(done, log)
         return done
     if (run_dir / CHECKPOINT).exists() and (run_dir / "config.json").exists():
         stored = json.loads((run_dir / "config.json").read_text())

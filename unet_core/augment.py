@@ -21,8 +21,15 @@ plot each of them:
    Because the grid is tied to the image, the same ``sigma`` deforms a small patch more
    strongly: the largest displacement gradient of a draw (median over draws, sigma=10, 3x3) is
    about 0.14 on 572x572, 0.32 on 256x256 and 0.64 on 128x128 (where folds become possible).
-   Deform the whole image or a paper-sized tile and crop afterwards, or scale ``sigma`` with
-   the patch side, to keep the paper's strength.
+   To keep the paper's strength on small patches, ``tile`` (:class:`ElasticDeformation`,
+   :func:`elastic_deform`) lays the grid over a virtual paper-sized tile (572 pixels) and
+   evaluates the field only on the patch, which sits at a uniformly random place in that tile:
+   exactly the field the patch would get if the whole tile were deformed and the patch cut
+   from it. :func:`tile_displacement_field` computes that window of the tile's field. The
+   patch sampler (:class:`unet_core.data.sampler.PatchSampler`, ``context``) hands the
+   transform the patch with ``context`` pixels of real image around it, so that pixels pulled
+   in from beyond the patch come from the image, as in the deformed tile, not from a mirror of
+   the patch; the transform deforms that window and the sampler keeps its centre.
 
    The Freiburg group's later public Caffe code (the ``CreateDeformation`` layer of the 3D
    U-Net / U-Net plugin releases) parametrises the grid differently: a fixed spacing in pixels,
@@ -186,6 +193,32 @@ def displacement_field(coarse: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.stack([rows @ c @ cols.T for c in coarse])
 
 
+def _window_spline_matrix(tile: int, g: int, start: int, n: int) -> np.ndarray:
+    """Rows ``start .. start + n - 1`` of ``_spline_matrix(tile, g)``, also for rows outside
+    ``0 .. tile - 1`` (the spline continued by its mirror boundary)."""
+    positions = (start + np.arange(n, dtype=np.float64))[None, :] * ((g - 1.0) / (tile - 1.0))
+    eye = np.eye(g)
+    return np.stack([ndimage.map_coordinates(eye[j], positions, order=3, mode="mirror")
+                     for j in range(g)], axis=1)
+
+
+def tile_displacement_field(coarse: np.ndarray, tile: int, window: tuple[int, int, int, int],
+                            ) -> np.ndarray:
+    """The ``(2, h, w)`` window of the field :func:`displacement_field` gives a ``tile x tile``
+    image: rows ``top .. top + h - 1`` and columns ``left .. left + w - 1`` of
+    ``displacement_field(coarse, (tile, tile))``, with ``window = (top, left, h, w)``; rows
+    and columns outside the tile continue the spline (mirror boundary)."""
+    coarse = np.asarray(coarse, dtype=np.float64)
+    if coarse.ndim != 3 or coarse.shape[0] != 2 or min(coarse.shape[1:]) < 2:
+        raise ValueError(f"coarse must have shape (2, gy, gx) with gy, gx >= 2, got {coarse.shape}")
+    top, left, height, width = (int(v) for v in window)
+    if tile < 2 or height < 1 or width < 1:
+        raise ValueError(f"need tile >= 2 and a window of at least 1x1, got {tile}, {window}")
+    rows = _window_spline_matrix(tile, coarse.shape[1], top, height)
+    cols = _window_spline_matrix(tile, coarse.shape[2], left, width)
+    return np.stack([rows @ c @ cols.T for c in coarse])
+
+
 def _mirror_index(index: np.ndarray, n: int) -> np.ndarray:
     """Map integer indices into ``0..n-1`` by whole-sample mirroring (``d c b | a b c d``)."""
     if n == 1:
@@ -262,6 +295,8 @@ def elastic_deform(
     grid: int = 3,
     rng: RngLike = None,
     order: int = 3,
+    tile: int | None = None,
+    context: int = 0,
 ) -> tuple[np.ndarray, ...]:
     """The paper's elastic deformation (Sec. 3.1) of an image and any number of masks.
 
@@ -279,6 +314,14 @@ def elastic_deform(
         grid: coarse points per axis (paper: 3).
         rng: a :class:`numpy.random.Generator` (advanced in place) or an int seed.
         order: spline order for the image (3 = bicubic, 1 = bilinear, 0 = nearest).
+        tile: ``None``: the grid spans the array. An int (paper: 572): the grid spans a
+            ``tile x tile`` tile and the patch, the array without its ``context`` border, sits
+            at a uniformly drawn position inside it (drawn after the displacements), so a
+            small patch is deformed as strongly as the paper deformed its tiles. The patch
+            must fit in the tile.
+        context: with ``tile``, the width of the border around the patch that is there only
+            as a source of pixels (the caller keeps the centre); its field continues the
+            tile's.
 
     Returns:
         ``(image, *masks)`` as a tuple, even when there are no masks.
@@ -286,29 +329,63 @@ def elastic_deform(
     sigma, grid, order = _check_sigma(sigma), _check_grid(grid), _check_order(order)
     image = _check_image(image)
     mask_list = _check_masks(masks, image.shape)
-    coarse = coarse_displacements(grid, sigma, _rng(rng))
-    field = displacement_field(coarse, image.shape)
+    generator = _rng(rng)
+    coarse = coarse_displacements(grid, sigma, generator)
+    if tile is None:
+        field = displacement_field(coarse, image.shape)
+    else:
+        top, left = _tile_position(image.shape, int(tile), int(context), generator)
+        field = tile_displacement_field(coarse, int(tile), (top - context, left - context,
+                                                            *image.shape[:2]))
     if not np.any(field):  # sigma == 0: exact identity
         return (image.copy(), *(m.copy() for m in mask_list))
     positions = _positions(field)
     return (_resample(image, positions, order), *(_resample(m, positions, 0) for m in mask_list))
 
 
-class ElasticDeformation:
-    """Picklable ``transform(image, *masks, rng=None)`` applying :func:`elastic_deform`."""
+def _tile_position(shape: Sequence[int], tile: int, context: int,
+                   rng: np.random.Generator) -> tuple[int, int]:
+    """A uniformly drawn top-left corner of the patch (``shape`` less the context border)
+    inside a ``tile x tile`` tile."""
+    if isinstance(context, bool) or context < 0:
+        raise ValueError(f"context must be an integer >= 0, got {context!r}")
+    patch = (int(shape[0]) - 2 * context, int(shape[1]) - 2 * context)
+    if min(patch) < 1 or max(patch) > tile:
+        raise ValueError(f"the patch {patch[0]}x{patch[1]} (array {tuple(shape[:2])} less a "
+                         f"context of {context}) must fit in the {tile}x{tile} tile")
+    return (int(rng.integers(0, tile - patch[0] + 1)), int(rng.integers(0, tile - patch[1] + 1)))
 
-    def __init__(self, sigma: float = 10.0, grid: int = 3, order: int = 3) -> None:
+
+class ElasticDeformation:
+    """Picklable ``transform(image, *masks, rng=None)`` applying :func:`elastic_deform`.
+
+    ``tile`` and ``context`` as in :func:`elastic_deform`: the sampler reads ``context`` and
+    passes patches with that much image around them."""
+
+    def __init__(self, sigma: float = 10.0, grid: int = 3, order: int = 3,
+                 tile: int | None = None, context: int = 0) -> None:
         self.sigma, self.grid = _check_sigma(sigma), _check_grid(grid)
         self.order = _check_order(order)
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral)
+                                 or tile < 2):
+            raise ValueError(f"tile must be None or an integer >= 2 (pixels), got {tile!r}")
+        if isinstance(context, bool) or not isinstance(context, numbers.Integral) or context < 0:
+            raise ValueError(f"context must be an integer >= 0 (pixels), got {context!r}")
+        if context and tile is None:
+            raise ValueError("context needs a tile: without one the grid spans the whole array")
+        self.tile = None if tile is None else int(tile)
+        self.context = int(context)
 
     def __call__(
         self, image: np.ndarray, *masks: np.ndarray, rng: RngLike = None
     ) -> tuple[np.ndarray, ...]:
         return elastic_deform(image, *masks, sigma=self.sigma, grid=self.grid, rng=rng,
-                              order=self.order)
+                              order=self.order, tile=self.tile, context=self.context)
 
     def __repr__(self) -> str:
-        return f"ElasticDeformation(sigma={self.sigma}, grid={self.grid}, order={self.order})"
+        extra = "" if self.tile is None else f", tile={self.tile}, context={self.context}"
+        return (f"ElasticDeformation(sigma={self.sigma}, grid={self.grid}, "
+                f"order={self.order}{extra})")
 
 
 class NoAugmentation:
@@ -531,7 +608,8 @@ def _albumentations_compose(
 def make_augmentation(kind: str, **kwargs: Any) -> Augmentation:
     """Select an augmentation by name: ``"paper"``, ``"albumentations"`` or ``"none"``.
 
-    ``kwargs`` go to :class:`ElasticDeformation` (``sigma``, ``grid``, ``order``) or to
+    ``kwargs`` go to :class:`ElasticDeformation` (``sigma``, ``grid``, ``order``, ``tile``,
+    ``context``) or to
     :func:`albumentations_pipeline`; ``"none"`` takes none. The result is called as
     ``transform(image, *masks, rng=None) -> (image, *masks)``.
     """

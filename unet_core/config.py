@@ -46,12 +46,25 @@ RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every")
 #: Fields added after the first run folders were written, with the value that reproduces what
 #: those runs did (a stored config without the field is read with this value).
 ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1,
-                                "ema_decay": 0.0, "compile": False}
+                                "ema_decay": 0.0, "compile": False, "elastic_tile": 0,
+                                "train_images": 0, "isbi_gap": 0}
 
 
 def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` (a stored config) completed with the :data:`ADDED_FIELDS` it predates."""
     return {**ADDED_FIELDS, **values} if set(ADDED_FIELDS) - set(values) else dict(values)
+
+
+#: Fields that only act together with another field's value: without it they change nothing.
+ONLY_WITH: dict[str, tuple[str, Any]] = {"elastic_tile": ("augmentation", "paper"),
+                                         "isbi_gap": ("dataset", "isbi2012")}
+
+
+def effective(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the :data:`ONLY_WITH` fields that have no effect in it (the paper
+    deformation's tile when another augmentation is used)."""
+    return {k: v for k, v in values.items()
+            if k not in ONLY_WITH or values.get(ONLY_WITH[k][0]) == ONLY_WITH[k][1]}
 
 
 
@@ -63,6 +76,11 @@ class TrainConfig:
     dataset: str = "drive"  # one of DATASETS
     channels: str = "rgb"  # DRIVE input channels: rgb, green (the usual vessel channel), gray
     val_images: int = 2  # training images held out for validation (threshold, curves)
+    train_images: int = 0  # > 0: train on only the first this many of the remaining training
+    # images (e.g. 1, to test learning from very few images); 0: all of them
+    isbi_gap: int = 2  # ISBI 2012: slices just before the held-out slices 25-29 that are
+    # used neither to train nor to validate, so no training slice is adjacent to a held-out
+    # one (serial sections 50 nm apart look alike); 0: train up to slice 24
     seed: int = 0  # seeds torch, NumPy and the data sampler
 
     # --- model (unet_core.model.UNet) ---------------------------------------------------------
@@ -78,6 +96,9 @@ class TrainConfig:
     augmentation: str = "albumentations"  # one of AUGMENTATIONS
     elastic_sigma: float = 10.0  # paper: displacements ~ N(0, 10 px) on a 3x3 grid
     elastic_grid: int = 3
+    elastic_tile: int = 572  # the grid spans a tile this big and the patch is cut from it, so
+    # a small patch is deformed at the paper's scale (0: the grid spans the patch itself; a
+    # patch larger than the tile gets a tile of its own size)
 
     # --- loss ---------------------------------------------------------------------------------
     loss: str = "bce_dice"  # one of LOSSES; the paper: weighted_ce
@@ -148,6 +169,7 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("depth", "val_images", "eval_every", "threads", "elastic_sigma", "lr",
+                     "elastic_tile", "train_images", "isbi_gap",
                      "weight_decay", "time_budget_min", "checkpoint_every", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -206,10 +228,11 @@ class TrainConfig:
         """A short hash of everything that changes the result (for load-or-train caching).
 
         Fields that never change a result (:data:`RESULT_NEUTRAL`) are left out, and so are
-        :data:`ADDED_FIELDS` at their defaults: a config written before they existed keeps
-        its hash, so its run folder is still found.
+        :data:`ADDED_FIELDS` at their defaults (a config written before they existed keeps
+        its hash, so its run folder is still found) and fields without effect
+        (:func:`effective`).
         """
-        items = {k: v for k, v in self.to_dict().items()
+        items = {k: v for k, v in effective(self.to_dict()).items()
                  if k not in exclude and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         blob = json.dumps(items, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]

@@ -6,7 +6,9 @@ Paper architecture (``padding="valid"``, the default):
   then a 2x2 max-pool with stride 2. The number of feature channels doubles at every
   down-sampling step (64, 128, 256, 512, then 1024 at the bottom).
 * Drop-out layers "at the end of the contracting path" (Sec. 3.1), here on the output of the
-  bottom block; ``dropout=0.0`` disables them.
+  bottom block; ``dropout=0.0`` disables them. Drop-out is element-wise (``nn.Dropout``), as
+  Caffe's ``Dropout`` layer that the paper used: every activation is zeroed independently,
+  not whole feature maps (``nn.Dropout2d``).
 * Expansive path: a 2x2 up-convolution (transposed convolution, stride 2) that halves the
   channels, concatenation with the *centre-cropped* feature map of the same level of the
   contracting path ("crop-and-copy"; cropping is needed because every unpadded convolution
@@ -147,7 +149,7 @@ class UNet(nn.Module):
             self.down.append(DoubleConv(c_prev, w, padding, batch_norm))
             c_prev = w
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # element-wise
         self.up = nn.ModuleList()
         self.up_conv = nn.ModuleList()
         for w in reversed(widths[:-1]):

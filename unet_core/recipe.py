@@ -9,6 +9,7 @@ through these functions, so a run and its reload cannot disagree. Chapter 5 expl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,12 +65,20 @@ def loss_weight_maps(examples: Sequence[Example], cfg: TrainConfig) -> list[np.n
     """The paper's weight maps (Eq. 2), precomputed per image as in the paper (Sec. 3).
 
     ``w_c`` balances the class frequencies of the whole training set (the paper: "the weight
-    map to balance the class frequencies"), not of each image.
+    map to balance the class frequencies"), not of each image, counted over the pixels the
+    loss sees: inside the field of view where the data set has one (DRIVE), every pixel
+    otherwise (ISBI 2012).
     """
     labels = [instance_labels(e, cfg) for e in examples]
-    class_weights = balanced_class_weights(labels)
+    class_weights = balanced_class_weights(labels, [e.fov for e in examples])
     return [weight_map(lab, w0=cfg.w0, sigma=cfg.wmap_sigma, class_weights=class_weights)
             for lab in labels]
+
+
+def elastic_context(sigma: float) -> int:
+    """Image around a patch that the paper-scale deformation may pull in: 4 sigma (a coarse
+    displacement beyond it has probability ~6e-5; beyond the context the image is mirrored)."""
+    return math.ceil(4 * sigma)
 
 
 def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
@@ -80,6 +89,9 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
     aug_kwargs: dict[str, Any] = {}
     if cfg.augmentation == "paper":
         aug_kwargs = {"sigma": cfg.elastic_sigma, "grid": cfg.elastic_grid}
+        if cfg.elastic_tile:  # the paper's scale: the patch is a window of a deformed tile
+            aug_kwargs |= {"tile": max(cfg.elastic_tile, cfg.patch_size),
+                           "context": elastic_context(cfg.elastic_sigma)}
     transform = make_augmentation(cfg.augmentation, **aug_kwargs)
     weights = loss_weight_maps(examples, cfg) if cfg.loss == "weighted_ce" else None
     return PatchSampler(
@@ -92,4 +104,5 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
         transform=None if cfg.augmentation == "none" else transform,
         weights=weights,
         min_valid_fraction=0.1 if examples[0].fov is not None else 0.0,
+        context=int(getattr(transform, "context", 0)) if cfg.augmentation != "none" else 0,
     )

@@ -12,6 +12,8 @@ A run lives in ``runs/<name>/`` (``$UNET_RUNS_DIR``, default ``./runs``):
 * ``curves.png``: loss and validation metrics against minutes of training (drawn by the
   caller of :func:`unet_core.train.train`: the command line, the book);
 * ``environment.json``: where it ran (device, precision, threads, processes, versions);
+* ``provenance.json``: the fingerprints of the code and the data it ran on
+  (:mod:`unet_core.provenance`); ``metrics.json`` repeats them;
 * ``snapshots/``: weights at every validation pass, when ``keep_snapshots`` is on;
 * ``test_probabilities.npz``: the book's cache of the final model's test probabilities.
 
@@ -38,9 +40,10 @@ import torch
 
 from unet_core.atomic import write_json, write_text
 from unet_core.checkpoint import load_checkpoint, save_checkpoint
-from unet_core.config import RESULT_NEUTRAL, TrainConfig, with_added_fields
+from unet_core.config import RESULT_NEUTRAL, TrainConfig, effective, with_added_fields
 from unet_core.devices import DEVICES, pick_device
 from unet_core.model import UNet
+from unet_core.provenance import dataset_fingerprint, describe, same_origin
 from unet_core.recipe import build_model
 
 RUNS_DIR_ENV = "UNET_RUNS_DIR"
@@ -53,9 +56,10 @@ ENVIRONMENT = "environment.json"
 CURVES = "curves.png"
 SNAPSHOTS = "snapshots"
 PROBABILITIES = "test_probabilities.npz"  # the book's cache of a run's test probabilities
+PROVENANCE = "provenance.json"
 #: Every file a run writes into its folder; a fresh run removes these and nothing else.
 RUN_FILES: tuple[str, ...] = (CHECKPOINT, MODEL, METRICS, CONFIG, HISTORY, ENVIRONMENT, CURVES,
-                              PROBABILITIES)
+                              PROBABILITIES, PROVENANCE)
 HISTORY_FIELDS = ("step", "minutes", "loss", "lr", "val_auc_roc", "val_f1", "val_loss")
 
 
@@ -64,8 +68,18 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "./runs"))
 
 
-def default_run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.dataset}-{cfg.profile}-{cfg.key()}"
+def default_run_name(cfg: TrainConfig, data_root: str | Path | None = None) -> str:
+    """``<dataset>-<profile>-<config hash>-<provenance key>``: a run of the same config made
+    by other code, or on other data (the synthetic stand-in before the real data was added),
+    has another name, so it is never served as this one."""
+    key = dataset_fingerprint(cfg.dataset, data_root)["key"]
+    return f"{cfg.dataset}-{cfg.profile}-{cfg.key()}-{key}"
+
+
+def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``provenance.json`` (``None`` for a run made before fingerprints)."""
+    path = Path(run_dir) / PROVENANCE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 @dataclass
@@ -79,6 +93,7 @@ class RunResult:
     synthetic: bool
     resumed_from: int | None = None
     stopped_by: str = "steps"
+    provenance: dict[str, Any] | None = None  # unet_core.provenance.fingerprint of the run
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -110,6 +125,10 @@ def remove_stale_temporaries(run_dir: Path) -> list[str]:
 def write_environment(run_dir: Path, info: dict[str, Any]) -> None:
     write_json(run_dir / ENVIRONMENT, info, indent=1)
 
+
+
+def write_provenance(run_dir: Path, provenance: dict[str, Any]) -> None:
+    write_json(run_dir / PROVENANCE, provenance, indent=1)
 
 
 def write_config(run_dir: Path, cfg: TrainConfig) -> None:
@@ -160,7 +179,7 @@ def read_history(path: Path) -> list[dict[str, float]]:
 def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
     """Config fields that differ, but for :data:`~unet_core.config.RESULT_NEUTRAL` ones (device,
     threads, checkpoint interval); a field that one side predates counts as its default."""
-    a, b = with_added_fields(a), with_added_fields(b)
+    a, b = effective(with_added_fields(a)), effective(with_added_fields(b))
     skip = {*RESULT_NEUTRAL, *ignore}
     return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
 
@@ -192,12 +211,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     return model, cfg, float(state.get("threshold", cfg.threshold))
 
 
-def finished_run(run_dir: str | Path, cfg: TrainConfig,
-                 ignore: Iterable[str] = ()) -> RunResult | None:
-    """The finished run in ``run_dir`` if its config equals ``cfg`` (but for ``ignore``).
+def finished_run(run_dir: str | Path, cfg: TrainConfig, ignore: Iterable[str] = (),
+                 provenance: dict[str, Any] | None = None) -> RunResult | None:
+    """The finished run in ``run_dir`` if its config equals ``cfg`` (but for ``ignore``) and,
+    when ``provenance`` is given, it was made by that code on that data.
 
     Returns ``None`` when the run is missing or unfinished; raises ``ValueError`` when a
-    finished run with another config sits there (pick another run name).
+    finished run with another config, or of other code or data, sits there (pick another run
+    name, or delete it).
     """
     run_dir = Path(run_dir)
     metrics_path, config_path = run_dir / METRICS, run_dir / CONFIG
@@ -210,8 +231,15 @@ def finished_run(run_dir: str | Path, cfg: TrainConfig,
             f"{run_dir} holds a finished run with another config ({', '.join(diff)} differ); "
             "choose another run_name or delete that directory"
         )
+    made_by = read_provenance(run_dir)
+    if provenance is not None and not same_origin(made_by, provenance):
+        raise ValueError(
+            f"{run_dir} holds a finished run made by other code or on other data "
+            f"({describe(made_by)}; now: {describe(provenance)}); choose another run_name or "
+            "delete that directory"
+        )
     metrics = json.loads(metrics_path.read_text())
     return RunResult(run_dir, TrainConfig.from_dict(stored), int(metrics["steps"]),
                      float(metrics["train_minutes"]), metrics,
                      read_history(run_dir / HISTORY), bool(metrics["synthetic"]),
-                     None, str(metrics.get("stopped_by", "steps")))
+                     None, str(metrics.get("stopped_by", "steps")), made_by)

@@ -30,6 +30,7 @@ paper profile follows Sec. 3 where the paper is explicit. Explained in chapter 5
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
 import signal
@@ -61,6 +62,7 @@ from unet_core.ema import WeightAverage
 from unet_core.evaluation import choose_threshold, evaluate, predict_probability
 from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
+from unet_core.provenance import describe, fingerprint, same_origin
 from unet_core.recipe import build_model, build_optimizer, build_sampler, build_scheduler
 from unet_core.runs import (
     CHECKPOINT,
@@ -76,6 +78,7 @@ from unet_core.runs import (
     write_environment,
     write_history,
     write_metrics,
+    write_provenance,
 )
 
 #: What a training checkpoint must hold to be resumed from.
@@ -222,6 +225,7 @@ class _Run:
     minutes: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     ema: WeightAverage | None = None  # the weight average (cfg.ema_decay > 0)
+    provenance: dict[str, Any] = field(default_factory=dict)  # unet_core.provenance.fingerprint
     resumed_from: int | None = None
     saved_step: int | None = None  # the step of the last checkpoint written
 
@@ -256,6 +260,7 @@ class _Run:
             "minutes": self.minutes, "history": self.history, "rng": rng[0],
             "config": self.cfg.to_dict(), "in_channels": self.data.in_channels,
             "world_size": self.group.world_size, "environment": self._environment(),
+            "provenance": self.provenance,
         }
         if self.group.active:
             state["rng_ranks"] = rng
@@ -304,6 +309,7 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     data = load_data(cfg, data_root)
+    made_by = fingerprint(cfg.dataset, data.root, data.synthetic)
     kind = "SYNTHETIC stand-in" if data.synthetic else "real"
     log(f"data: {cfg.dataset} from {data.root} ({kind}), {len(data.train)} train / "
         f"{len(data.val)} val / {len(data.test)} test images")
@@ -328,7 +334,7 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     return _Run(cfg, run_dir, device, precision, group, data, model, net, optimizer, scheduler,
-                sampler, loss_fn, scaler, ema=ema)
+                sampler, loss_fn, scaler, ema=ema, provenance=made_by)
 
 
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
@@ -350,6 +356,13 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
         raise ValueError(
             f"{run.checkpoint} was written with a different config ({', '.join(diff)} differ); "
             "use another run directory or --no-resume (resume=False) to start over"
+        )
+    before = state.get("provenance")
+    if before and not same_origin(before, run.provenance):
+        raise ValueError(
+            f"{run.checkpoint} was written by other code or on other data ({describe(before)}; "
+            f"now: {describe(run.provenance)}); use another run directory or --no-resume "
+            "(resume=False) to start over"
         )
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -403,8 +416,10 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
     val_probs = [predict_probability(model, e.image, cfg) for e in data.val] or None
     threshold, choice = choose_threshold(model, data, cfg, val_probs)
     metrics = {
-        "dataset": cfg.dataset, "synthetic": data.synthetic, "steps": run.step,
-        "train_minutes": run.minutes, "stopped_by": stopped_by, "threshold_choice": choice,
+        "dataset": cfg.dataset, "synthetic": data.synthetic, "provenance": run.provenance,
+        "finished_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "steps": run.step, "train_minutes": run.minutes, "stopped_by": stopped_by,
+        "threshold_choice": choice,
         "test": evaluate(model, data.test, cfg, threshold),
     }
     if data.val:
@@ -416,7 +431,7 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
         f"F1 {pooled['f1']:.4f} (threshold {threshold:.3f})"
         + (" [synthetic data]" if data.synthetic else ""))
     return RunResult(run.run_dir, cfg, run.step, run.minutes, metrics, run.history,
-                     data.synthetic, run.resumed_from, stopped_by)
+                     data.synthetic, run.resumed_from, stopped_by, run.provenance)
 
 
 @contextlib.contextmanager
@@ -466,7 +481,8 @@ def train(
     group = from_environment(pick_device(cfg.device).type)
     log = log if group.is_main else (lambda _: None)
     cfg = _apply_world(cfg, group)
-    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / default_run_name(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else (
+        runs_dir() / default_run_name(cfg, data_root))
     try:
         run = _setup(cfg, run_dir, data_root, group, log)
         if group.is_main and (stale := remove_stale_temporaries(run_dir)):
@@ -480,6 +496,7 @@ def train(
         if group.is_main:
             write_config(run_dir, cfg)
             write_environment(run_dir, run._environment())
+            write_provenance(run_dir, run.provenance)
         with _signals_to_flag() as caught:
             return _loop(run, caught, progress, stop_after, batches, log)
     finally:

@@ -200,15 +200,28 @@ def distance_maps(
 
 
 # -- class balance -------------------------------------------------------------------------------
-def balanced_class_weights(label_maps: Iterable[np.ndarray]) -> tuple[float, float]:
+def balanced_class_weights(label_maps: Iterable[np.ndarray],
+                           masks: Iterable[np.ndarray | None] | None = None,
+                           ) -> tuple[float, float]:
     """Data-set ``(w_background, w_foreground)`` with ``w_c = N / (C * n_c)`` (mean weight 1).
 
     Counts background (0) and foreground (> 0) pixels over all ``label_maps`` (instance or
     binary labels); ``C`` is the number of classes present. An absent class gets weight 1.
+    ``masks`` (one boolean ``(H, W)`` mask or ``None`` per label map, e.g. DRIVE's field of
+    view) restricts the count to the pixels the loss sees: on DRIVE the vessels are 8.6 % of
+    the whole images but 12.5 % of the pixels inside the FOV.
     """
     counts = np.zeros(2, dtype=np.int64)
-    for labels in label_maps:
+    mask_list = None if masks is None else list(masks)
+    for k, labels in enumerate(label_maps):
         labels = np.asarray(labels)
+        mask = None if mask_list is None else mask_list[k]
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != labels.shape:
+                raise ValueError(f"mask {k} has shape {mask.shape}, its label map "
+                                 f"{labels.shape}")
+            labels = labels[mask]
         fg = int(np.count_nonzero(labels))
         counts += (labels.size - fg, fg)
     return _balanced(counts)

@@ -20,7 +20,11 @@ applied to each *input-sized* patch before the target and valid windows are crop
 centre, so that deformations move image and labels together and may pull mirrored context in.
 It receives the image patch as float32 in [0, 1], shaped like the source images (``(h, w)`` or
 ``(h, w, C)``), the target patch with the targets' dtype (uint8 for boolean masks) and the
-valid patch as bool, and must return arrays of the same shapes.
+valid patch as bool, and must return arrays of the same shapes. With ``context`` (the paper's
+deformation at the paper's scale, :class:`unet_core.augment.ElasticDeformation` with a tile),
+the transform gets the input window with ``context`` more pixels of the (mirror-padded) image
+on every side, so that what it pulls in from beyond the patch is image, not a mirror of the
+patch, and the input patch is cut from the centre of what it returns.
 
 Example (DRIVE, the paper's valid-padding net)::
 
@@ -190,6 +194,8 @@ class PatchSampler:
         min_valid_fraction: only draw target windows with at least this share of valid pixels
             (e.g. 0.25 skips DRIVE's black corners); 0 draws every position.
         border: ``"inside"`` or ``"overhang"`` (module docstring).
+        context: pixels of image around the input window that the transform also gets (module
+            docstring); 0 without a transform.
 
     Positions are drawn uniformly over all eligible (image, position) pairs, so larger images
     are drawn more often.
@@ -209,8 +215,14 @@ class PatchSampler:
         transform: Transform | None = None,
         min_valid_fraction: float = 0.0,
         border: Literal["inside", "overhang"] = "inside",
+        context: int = 0,
     ) -> None:
         _check_arguments(images, targets, fovs, weights, border, min_valid_fraction)
+        if isinstance(context, bool) or not isinstance(context, int | np.integer) or context < 0:
+            raise ValueError(f"context must be an integer >= 0 (pixels), got {context!r}")
+        if context and transform is None:
+            raise ValueError("context is for a transform: without one it would be unused")
+        self.context = int(context)
         self.input_size = _pair(input_size, "input_size")
         self.output_size = _pair(
             input_size if output_size is None else output_size, "output_size"
@@ -227,11 +239,12 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
 
         hang = self._overhang()
-        # Padding = context margin + overhang; input-window top-left then runs over
-        # 0 .. H - oh + hang_top + hang_bottom in padded coordinates.
+        # Padding = context margin + overhang (+ the transform's context); the input window's
+        # top-left then runs over 0 .. H - oh + hang_top + hang_bottom, offset by the context.
+        c = self.context
         self._pad = (
-            (self.margin[0] + hang[0][0], ih - oh - self.margin[0] + hang[0][1]),
-            (self.margin[1] + hang[1][0], iw - ow - self.margin[1] + hang[1][1]),
+            (c + self.margin[0] + hang[0][0], c + ih - oh - self.margin[0] + hang[0][1]),
+            (c + self.margin[1] + hang[1][0], c + iw - ow - self.margin[1] + hang[1][1]),
         )
         self._images: list[np.ndarray] = []  # (C, Hp, Wp), source dtype
         self._targets: list[np.ndarray] = []  # (Hp, Wp)
@@ -290,7 +303,12 @@ class PatchSampler:
             chw = chw.astype(np.float32, copy=False)
         self._images.append(np.pad(chw, ((0, 0), *self._pad), mode="reflect"))
         self._targets.append(np.pad(target, self._pad, mode="reflect"))
-        self._valid.append(np.pad(valid, self._pad, mode="constant", constant_values=False))
+        # Outside the image nothing is valid, but the transform's context mirrors what is
+        # there: a deformation that pulls in mirrored image pulls in its mirrored labels.
+        c = self.context
+        inner = tuple((before - c, after - c) for before, after in self._pad)
+        self._valid.append(np.pad(np.pad(valid, inner, mode="constant", constant_values=False),
+                                  c, mode="reflect"))
         if self._wmaps is not None:
             assert weight is not None
             self._wmaps.append(np.pad(_as_weight_map(i, weight, (h, w)), self._pad, mode="reflect"))
@@ -319,7 +337,8 @@ class PatchSampler:
         """Flat indices of positions whose target window is valid enough (None: all)."""
         if self.min_valid_fraction <= 0.0:
             return None
-        (oh, ow), (my, mx) = self.output_size, self.margin
+        (oh, ow), c = self.output_size, self.context
+        my, mx = self.margin[0] + c, self.margin[1] + c
         valid = self._valid[i][my : my + npos[0] + oh - 1, mx : mx + npos[1] + ow - 1]
         sat = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), np.int64)
         sat[1:, 1:] = valid.cumsum(0).cumsum(1)
@@ -345,27 +364,30 @@ class PatchSampler:
             raise ValueError(f"n must be >= 1, got {n}")
         rng = self.rng if rng is None else rng
         (ih, iw), (oh, ow), (my, mx) = self.input_size, self.output_size, self.margin
+        c = self.context
         images = np.empty((n, self.channels, ih, iw), np.float32)
         targets = np.empty((n, oh, ow), np.int64)
         valid = np.empty((n, oh, ow), bool)
         wmaps = None if self._wmaps is None else np.empty((n, oh, ow), np.float32)
         for k, (i, py, px) in enumerate(self._positions(n, rng)):
-            src = self._images[i][:, py : py + ih, px : px + iw]
-            np.multiply(src, np.float32(self._scale[i]), out=images[k], casting="unsafe")
             if self.transform is None:
+                src = self._images[i][:, c + py : c + py + ih, c + px : c + px + iw]
+                np.multiply(src, np.float32(self._scale[i]), out=images[k], casting="unsafe")
                 out = (slice(py + my, py + my + oh), slice(px + mx, px + mx + ow))
                 targets[k] = self._targets[i][out]
                 valid[k] = self._valid[i][out]
                 if wmaps is not None:
                     assert self._wmaps is not None
                     wmaps[k] = self._wmaps[i][out]
-            else:
-                window = (slice(py, py + ih), slice(px, px + iw))
+            else:  # the input window and its context
+                window = (slice(py, py + ih + 2 * c), slice(px, px + iw + 2 * c))
+                src = self._images[i][(slice(None), *window)]
+                image_in = np.multiply(src, np.float32(self._scale[i]), dtype=np.float32)
                 t_in = self._targets[i][window]
                 v_in = self._valid[i][window]
                 w_in = None if self._wmaps is None else self._wmaps[i][window]
-                self._apply_transform(images[k], t_in, v_in, rng, targets[k], valid[k],
-                                      w_in, None if wmaps is None else wmaps[k])
+                self._apply_transform(image_in, t_in, v_in, rng, images[k], targets[k],
+                                      valid[k], w_in, None if wmaps is None else wmaps[k])
             if self.standardize:
                 mean, std = self._stats[i]
                 images[k] -= mean[:, None, None]
@@ -380,13 +402,16 @@ class PatchSampler:
         target: np.ndarray,
         valid: np.ndarray,
         rng: np.random.Generator,
+        image_out: np.ndarray,
         target_out: np.ndarray,
         valid_out: np.ndarray,
         wmap: np.ndarray | None = None,
         wmap_out: np.ndarray | None = None,
     ) -> None:
         assert self.transform is not None
-        (ih, iw), (oh, ow), (my, mx) = self.input_size, self.output_size, self.margin
+        c = self.context
+        (ih, iw), (oh, ow) = self.input_size, self.output_size
+        (my, mx) = self.margin[0] + c, self.margin[1] + c
         image = image_chw[0] if self.channels == 1 else np.moveaxis(image_chw, 0, 2)
         masks = [target.copy(), valid.copy()] + ([] if wmap is None else [wmap.copy()])
         result = self.transform(image.copy(), *masks, rng=rng)
@@ -396,19 +421,20 @@ class PatchSampler:
         new_image, new_target, new_valid = (np.asarray(a) for a in result[:3])
         if wmap_out is not None:
             new_wmap = np.asarray(result[3])
-            if new_wmap.shape != (ih, iw):
+            if new_wmap.shape != target.shape:
                 raise ValueError(
                     f"transform changed the weight map's shape to {new_wmap.shape}, "
-                    f"expected {(ih, iw)}"
+                    f"expected {target.shape}"
                 )
             wmap_out[...] = new_wmap[my : my + oh, mx : mx + ow]
         shapes = (new_image.shape, new_target.shape, new_valid.shape)
-        if shapes != (image.shape, (ih, iw), (ih, iw)):
+        if shapes != (image.shape, target.shape, target.shape):
             raise ValueError(
                 f"transform changed the patch shapes: got {new_image.shape}, {new_target.shape}, "
-                f"{new_valid.shape}; expected {image.shape}, {(ih, iw)}, {(ih, iw)}"
+                f"{new_valid.shape}; expected {image.shape}, {target.shape}, {target.shape}"
             )
-        image_chw[...] = new_image[None] if self.channels == 1 else np.moveaxis(new_image, 2, 0)
+        new_image = new_image[c : c + ih, c : c + iw]
+        image_out[...] = new_image[None] if self.channels == 1 else np.moveaxis(new_image, 2, 0)
         target_out[...] = new_target[my : my + oh, mx : mx + ow]
         valid_out[...] = new_valid[my : my + oh, mx : mx + ow].astype(bool)
 

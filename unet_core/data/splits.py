@@ -2,8 +2,12 @@
 
 DRIVE: the official 20 training images minus the last ``val_images`` (validation), and the
 official 20 test images (evaluated inside the FOV against ``1st_manual``).
-ISBI 2012: slices 0-24 minus the last ``val_images`` train; slices 25-29 are the held-out test
-set (the challenge's test labels are not public).
+ISBI 2012: slices 25-29 are the held-out test set (the challenge's test labels are not
+public); the ``isbi_gap`` slices before them (default 2: slices 23 and 24) are left out, so
+that no slice trained or validated on is adjacent to a held-out one; the rest, minus the last
+``val_images``, train.
+``train_images`` (> 0) keeps only the first that many training images (DRIVE: 21_training
+first), a fixed choice for studies of learning from few images.
 
 Used by training (:mod:`unet_core.train`), evaluation and the book's chapters 5-9.
 """
@@ -66,16 +70,23 @@ def load_data(cfg: TrainConfig, data_root: str | Path | None = None) -> DataBund
         examples = [
             Example(s.name, prepare_image(s.image), s.membranes, None) for s in slices
         ]
-        if len(examples) <= ISBI_TEST_SLICES + cfg.val_images:
+        if len(examples) <= ISBI_TEST_SLICES + cfg.isbi_gap + cfg.val_images:
             raise ValueError(
                 f"ISBI 2012 at {resolved.root} has {len(examples)} labelled slices: need more "
-                f"than {ISBI_TEST_SLICES} held-out + {cfg.val_images} validation slices"
+                f"than {ISBI_TEST_SLICES} held-out + {cfg.isbi_gap} gap (isbi_gap) + "
+                f"{cfg.val_images} validation slices"
             )
-        train_all, test = examples[:-ISBI_TEST_SLICES], examples[-ISBI_TEST_SLICES:]
+        before = len(examples) - ISBI_TEST_SLICES - cfg.isbi_gap
+        train_all, test = examples[:before], examples[-ISBI_TEST_SLICES:]
     if cfg.val_images >= len(train_all):
         raise ValueError(
             f"val_images={cfg.val_images} leaves no training image ({len(train_all)} available)"
         )
     cut = len(train_all) - cfg.val_images
-    return DataBundle(cfg.dataset, resolved.root, resolved.synthetic, train_all[:cut],
-                      train_all[cut:], test)
+    train = train_all[:cut]
+    if cfg.train_images:
+        if cfg.train_images > len(train):
+            raise ValueError(f"train_images={cfg.train_images} but only {len(train)} training "
+                             f"images remain after val_images={cfg.val_images}")
+        train = train[:cfg.train_images]
+    return DataBundle(cfg.dataset, resolved.root, resolved.synthetic, train, train_all[cut:], test)

@@ -1,0 +1,203 @@
+"""Run one evidence study (unet_book.studies): the missing cells, resumably, one run folder each.
+
+    python benchmarks/study.py drive_recipe              # train every missing cell
+    python benchmarks/study.py drive_recipe --cells      # what is done, what is missing
+    python benchmarks/study.py isbi_recipe --arms w0_10,w0_0 --seeds 0,1,2
+
+(``make study NAME=drive_recipe``; ``make study NAME=drive_recipe CELLS=1`` lists.) A cell is
+one (arm, seed) trained for the study's steps (an equal-time arm: steps from the step-time
+ratio stored in the results file, measured once, interleaved, the first time it is needed).
+After every cell, ``benchmarks/results/studies/<name>.json`` is rewritten (atomically) with
+the cell: arm, seed, steps, wall and normalised minutes, the fingerprint of code and data, the
+machine, the date, the test metrics and the validation curve. A cell is done when the results
+file holds it for the *current* code and data; cells of other code stay in the file as
+history. Run folders are ``$UNET_RUNS_DIR/study-<name>-<arm>-s<seed>-<provenance key>``, so a
+killed study resumes its cell from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unet_book.studies import (
+    STUDIES,
+    Study,
+    cell_metrics,
+    current_cells,
+    equal_time_steps,
+    get_study,
+    load_results,
+    results_path,
+)
+from unet_core.atomic import write_json
+from unet_core.compute import (
+    REFERENCE_GFLOPS,
+    code_version,
+    matmul_gflops,
+    normalised_minutes,
+    training_dtype,
+)
+from unet_core.devices import processor_name
+from unet_core.provenance import dataset_fingerprint
+from unet_core.runs import runs_dir
+from unet_core.train import TrainingDiverged, seconds_per_step, train
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _machine(gflops: float, dtype: torch.dtype) -> dict[str, Any]:
+    return {"cpu": processor_name(), "threads": torch.get_num_threads(),
+            "matmul_dtype": str(dtype).removeprefix("torch."), "matmul_gflops": round(gflops, 1)}
+
+
+def _save(study: Study, results: dict[str, Any], directory: Path) -> None:
+    results["study"] = study.name
+    results["updated"] = _now()
+    results["definition"] = {
+        "title": study.title, "dataset": study.dataset, "base": dict(study.base),
+        "steps": study.steps, "seeds": list(study.seeds), "metric": study.metric,
+        "arms": {a.name: {"label": a.label, "changes": dict(a.changes),
+                          "equal_time_with": a.equal_time_with} for a in study.arms},
+        "comparisons": [{"claim": c.claim, "statement": c.statement, "paper": c.paper,
+                         "other": c.other} for c in study.comparisons],
+        "notes": study.notes,
+    }
+    path = results_path(study.name, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, results, indent=1)
+
+
+def step_times(study: Study, results: dict[str, Any], arms: list[str], directory: Path,
+               ) -> dict[str, float]:
+    """Seconds per step of the arms that equal-time arms need, measured once (interleaved,
+    the median of two rounds) and stored in the results file."""
+    stored = results.setdefault("step_times", {})
+    need = sorted({n for a in arms if (arm := study.arm(a)).equal_time_with
+                   for n in (a, arm.equal_time_with)} - set(stored.get("seconds", {})))
+    if not need:
+        return stored.get("seconds", {})
+    print(f"measuring step times of {', '.join(need)} (keep the machine quiet)", flush=True)
+    rounds: dict[str, list[float]] = {n: [] for n in need}
+    for _ in range(2):  # interleaved, so that a load change affects both alike
+        for name in need:
+            rounds[name].append(seconds_per_step(study.config(name, seed=0)))
+    seconds = {**stored.get("seconds", {}), **{n: min(v) for n, v in rounds.items()}}
+    stored.update({"seconds": seconds, "measured": _now(), "cpu": processor_name(),
+                   "threads": torch.get_num_threads(), "code": code_version(),
+                   "load_average_1min": round(os.getloadavg()[0], 2)})
+    _save(study, results, directory)
+    for name in need:
+        print(f"  {name}: {seconds[name]:.3f} s/step", flush=True)
+    return seconds
+
+
+def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> str:
+    done = {(c["arm"], c["seed"]) for c in current_cells(results, code, key)}
+    older = {(c["arm"], c["seed"]) for c in results.get("cells", [])} - done
+    lines = [f"study {study.name}: {len(done)} of {len(study.arms) * len(study.seeds)} cells "
+             f"done by the current code ({code}, data {key})",
+             f"{'arm':<28}" + "".join(f"  seed {s:<3}" for s in study.seeds)]
+    for arm in study.arms:
+        row = []
+        for s in study.seeds:
+            row.append("done" if (arm.name, s) in done else
+                       "older" if (arm.name, s) in older else "missing")
+        lines.append(f"{arm.name:<28}" + "".join(f"  {r:<8}" for r in row))
+    return "\n".join(lines)
+
+
+def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
+             gflops: float, dtype: torch.dtype) -> dict[str, Any]:
+    cfg = study.config(arm, seed, steps)
+    run_dir = runs_dir() / f"study-{study.name}-{arm}-s{seed}-{key}"
+    print(f"[{_now()}] {study.name}: {arm} seed {seed}, {steps} steps -> {run_dir}", flush=True)
+    t0 = time.perf_counter()
+    cell: dict[str, Any] = {"arm": arm, "seed": seed, "steps": steps, "config": cfg.to_dict(),
+                            "config_key": cfg.key(), "run": run_dir.name}
+    try:
+        result = train(cfg, run_dir, progress=False, log=lambda m: print("  " + m, flush=True))
+    except TrainingDiverged as err:
+        cell.update({"metrics": None, "error": str(err).split(";")[0], "minutes": None,
+                     "fingerprint": dataset_fingerprint(cfg.dataset)})
+        return cell
+    wall = (time.perf_counter() - t0) / 60
+    cell.update({
+        "minutes": round(result.train_minutes, 5), "wall_minutes": round(wall, 5),
+        "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5),
+        "stopped_by": result.stopped_by, "fingerprint": result.provenance,
+        "metrics": cell_metrics(result.metrics),
+        "threshold": result.metrics["test"]["threshold"],
+        "curve": [{k: h[k] for k in ("step", "minutes", "loss", "val_auc_roc", "val_f1")
+                   if k in h} for h in result.history],
+    })
+    return cell
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", help=f"the study: one of {', '.join(STUDIES)}")
+    parser.add_argument("--cells", action="store_true", help="list done and missing cells")
+    parser.add_argument("--arms", default="", help="comma-separated arms (default: all)")
+    parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the "
+                                                    "study's)")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="where the results files are (default benchmarks/results/studies)")
+    args = parser.parse_args(argv)
+    try:
+        study = get_study(args.name)
+        arms = [a for a in args.arms.split(",") if a] or [a.name for a in study.arms]
+        for a in arms:
+            study.arm(a)
+        seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else list(study.seeds)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    directory = args.results_dir or results_path(study.name).parent
+    results = load_results(study.name, directory)
+    fp = dataset_fingerprint(study.dataset)
+    code, key = fp["code"], fp["key"]
+    if args.cells:
+        print(cell_table(study, results, code, key))
+        return 0
+    if fp["data"]["source"] != "real":
+        print(f"note: {study.dataset} is the synthetic stand-in here: these cells are not "
+              "results on the real data", flush=True)
+    dtype = training_dtype(True)
+    gflops = matmul_gflops(dtype)
+    print(f"matmul {gflops:.0f} GFLOP/s in {dtype} (a normalised minute is "
+          f"{REFERENCE_GFLOPS:.0f} GFLOP/s)", flush=True)
+    done = {(c["arm"], c["seed"]) for c in current_cells(results, code, key)}
+    todo = [(a, s) for s in seeds for a in arms if (a, s) not in done]
+    if not todo:
+        print(cell_table(study, results, code, key))
+        return 0
+    seconds = step_times(study, results, [a for a, _ in todo], directory)
+    for arm, seed in todo:
+        steps = equal_time_steps(study, study.arm(arm), seconds)
+        cell = run_cell(study, arm, seed, steps, key, gflops, dtype)
+        cell.update({"machine": _machine(gflops, dtype), "date": _now(),
+                     "code_version": code_version()})
+        results = load_results(study.name, directory)  # another process may have added cells
+        results["cells"] = [c for c in results.get("cells", [])
+                            if not (c["arm"] == arm and c["seed"] == seed
+                                    and c["fingerprint"]["code"] == code
+                                    and c["fingerprint"]["key"] == key)] + [cell]
+        _save(study, results, directory)
+        metric = (cell["metrics"] or {}).get(study.metric)
+        print(f"  -> {study.metric} = {metric}", flush=True)
+    print(cell_table(study, results, code, key))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The evidence studies (unet_book.studies) and their runner (benchmarks/study.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from unet_book import studies
+from unet_book.studies import (
+    STUDIES,
+    Arm,
+    Comparison,
+    Study,
+    arm_summary,
+    current_cells,
+    equal_time_steps,
+    paired_differences,
+    verdict,
+    verdicts,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("study_runner", ROOT / "benchmarks" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the verdict rule ---------------------------------------------------------------------------
+def test_three_seeds_need_t_4_30() -> None:
+    """With 3 seeds the half-width is t(0.975, 2) = 4.303 standard errors."""
+    diffs = {0: 0.010, 1: 0.012, 2: 0.014}
+    result, mean, sd, low, high = verdict(diffs)
+    assert result == "supported" and mean == pytest.approx(0.012)
+    assert sd == pytest.approx(0.002)
+    assert high - mean == pytest.approx(4.3027 * 0.002 / math.sqrt(3), rel=1e-4)
+    assert verdict({s: -d for s, d in diffs.items()})[0] == "contradicted"
+    assert verdict({0: 0.01, 1: -0.002, 2: 0.004})[0] == "undecided"
+
+
+def test_lower_is_better_metrics_flip_the_side() -> None:
+    assert verdict({0: -0.02, 1: -0.03, 2: -0.025}, direction=-1)[0] == "supported"
+    assert verdict({0: -0.02, 1: -0.03, 2: -0.025}, direction=1)[0] == "contradicted"
+
+
+@pytest.mark.parametrize("diffs", [{}, {0: 0.1}, {0: 0.1, 1: 0.2}])
+def test_fewer_than_three_seeds_are_incomplete(diffs) -> None:  # noqa: ANN001
+    assert verdict(diffs)[0] == "incomplete"
+
+
+def _cell(arm: str, seed: int, value: float, code: str = "c", key: str = "k") -> dict:
+    return {"arm": arm, "seed": seed, "metrics": {"auc_roc": value},
+            "fingerprint": {"code": code, "key": key}}
+
+
+def test_pairs_are_by_seed_and_other_code_is_history() -> None:
+    cells = [_cell("a", 0, 0.9), _cell("b", 0, 0.8), _cell("a", 1, 0.91), _cell("b", 2, 0.7),
+             _cell("a", 2, 0.95, code="old")]
+    now = current_cells({"cells": cells}, "c", "k")
+    assert len(now) == 4
+    assert paired_differences(now, "a", "b", "auc_roc") == {0: pytest.approx(0.1)}
+    assert arm_summary(now, "a", "auc_roc") == (2, pytest.approx(0.905), pytest.approx(
+        math.sqrt(0.00005)))
+    study = Study("t", "t", "drive", {"profile": "smoke"}, (Arm("a", "A"), Arm("b", "B")),
+                  (Comparison("C0", "a vs b", "a", "b"),), steps=4)
+    (v,) = verdicts(study, now)
+    assert v.verdict == "incomplete" and v.n == 1 and v.seeds == (0,)
+
+
+def test_equal_time_steps_follow_the_stored_ratio() -> None:
+    study = STUDIES["drive_recipe"]
+    arm = study.arm("valid_padding_equal_time")
+    steps = equal_time_steps(study, arm, {"cpu": 0.15, "valid_padding_equal_time": 0.6})
+    assert steps == round(study.steps * 0.15 / 0.6)
+    assert equal_time_steps(study, study.arm("cpu"), {}) == study.steps
+    with pytest.raises(ValueError, match="no stored step time for valid_padding_equal_time"):
+        equal_time_steps(study, arm, {"cpu": 0.15})
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_every_declared_cell_is_a_valid_config(name) -> None:  # noqa: ANN001
+    study = STUDIES[name]
+    names = [a.name for a in study.arms]
+    assert len(set(names)) == len(names)
+    for comp in study.comparisons:
+        assert {comp.paper, comp.other} <= set(names)
+    assert study.metric in studies.DIRECTION and len(study.seeds) >= 3
+    for arm in study.arms:
+        cfg = study.config(arm, seed=1)
+        assert cfg.seed == 1 and cfg.dataset == study.dataset
+        assert cfg.steps == study.steps and cfg.eval_every == study.steps // study.evaluations
+        for field, value in arm.changes.items():
+            if field != "profile":
+                assert getattr(cfg, field) == value
+    with pytest.raises(ValueError, match="has no arm 'nope'; its arms: "):
+        study.arm("nope")
+
+
+# -- the runner -----------------------------------------------------------------------------------
+@pytest.fixture
+def smoke_study(monkeypatch, tmp_path, small_data_root) -> Study:
+    monkeypatch.setenv("UNET_DATA_DIR", str(small_data_root))
+    monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path / "runs"))
+    study = Study(
+        "smoke_test", "smoke", "drive",
+        {"profile": "smoke", "patch_size": 32, "eval_tile": 32},
+        (Arm("plain", "plain"), Arm("noaug", "no augmentation", {"augmentation": "none"}),
+         Arm("same_time", "equal time", {"base_channels": 8}, equal_time_with="plain")),
+        (Comparison("C0", "plain vs noaug", "plain", "noaug"),), steps=4, seeds=(0, 1, 2),
+        evaluations=2)
+    monkeypatch.setitem(STUDIES, "smoke_test", study)
+    return study
+
+
+def test_runner_trains_missing_cells_records_them_and_resumes(smoke_study, tmp_path,
+                                                              capsys) -> None:
+    runner = _runner()
+    out_dir = tmp_path / "results"
+    args = ["smoke_test", "--results-dir", str(out_dir)]
+    assert runner.main([*args, "--seeds", "0", "--arms", "plain,same_time"]) == 0
+    results = json.loads((out_dir / "smoke_test.json").read_text())
+    cells = results["cells"]
+    assert [(c["arm"], c["seed"]) for c in cells] == [("plain", 0), ("same_time", 0)]
+    seconds = results["step_times"]["seconds"]
+    assert set(seconds) == {"plain", "same_time"}
+    assert cells[1]["steps"] == max(1, round(4 * seconds["plain"] / seconds["same_time"]))
+    for c in cells:
+        assert c["fingerprint"]["data"]["source"] == "real" and c["fingerprint"]["code"]
+        assert c["machine"]["matmul_gflops"] > 0 and c["date"] and c["minutes"] > 0
+        assert 0 <= c["metrics"]["auc_roc"] <= 1
+        every = max(1, c["steps"] // 2)  # two validation passes per cell
+        passes = list(range(every, c["steps"] + 1, every))
+        assert [h["step"] for h in c["curve"]] == passes + [c["steps"]] * (passes[-1] != c["steps"])
+    assert results["definition"]["arms"]["same_time"]["equal_time_with"] == "plain"
+    capsys.readouterr()
+    assert runner.main([*args, "--cells"]) == 0
+    table = capsys.readouterr().out
+    assert "2 of 9 cells done" in table and "missing" in table
+    before = (out_dir / "smoke_test.json").read_text()
+    assert runner.main([*args, "--seeds", "0", "--arms", "plain"]) == 0  # nothing to do
+    assert json.loads((out_dir / "smoke_test.json").read_text())["cells"] == json.loads(
+        before)["cells"]
+
+
+def test_runner_refuses_unknown_names(smoke_study, tmp_path, capsys) -> None:
+    runner = _runner()
+    assert runner.main(["nosuch", "--cells"]) == 2
+    assert "unknown study 'nosuch'; the studies: " in capsys.readouterr().err
+    assert runner.main(["smoke_test", "--arms", "plain,bogus"]) == 2
+    assert "has no arm 'bogus'" in capsys.readouterr().err

@@ -1,0 +1,300 @@
+"""The evidence studies: the paper's claims as arms x seeds x steps, and the verdict rule.
+
+A :class:`Study` is declared here, in code, before it runs: a base configuration, its arms
+(each changes a few :class:`~unet_core.config.TrainConfig` fields), the seeds, the budget in
+*steps* (a busy machine changes how long a cell takes, not what it computes), and the
+:class:`Comparison` s that decide the paper's claims. An arm may be run at *equal time* with
+another: its steps are the study's steps times the ratio of the two arms' step times, measured
+once on a quiet machine and stored in the results file.
+
+``benchmarks/study.py NAME`` (``make study NAME=...``) trains the missing cells, one run folder
+each (resumable), and writes ``benchmarks/results/studies/<NAME>.json`` after every cell: per
+cell the arm, seed, steps, minutes, the fingerprint of the code and data
+(:mod:`unet_core.provenance`), the machine, the date, the test metrics and the validation
+curve. The book reads these files (:func:`load_results`, :func:`verdicts`); it never trains a
+study while it builds.
+
+**The verdict rule** (fixed before the runs): for each comparison and each seed run in both
+arms by the current code, the paired difference ``d = metric(paper's arm) - metric(other arm)``,
+signed so that ``d > 0`` is the paper's side. With ``n >= 3`` seeds, the 95 % interval of the
+mean difference, ``mean(d) +- t(0.975, n - 1) * sd(d) / sqrt(n)`` (Student t; 4.30 for three
+seeds): **supported** when it lies above zero, **contradicted** when below, **undecided at this
+budget** otherwise; fewer than 3 seeds: **incomplete**. The test set decides nothing else: the
+threshold is chosen on training images, the steps are fixed in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy import stats as scipy_stats
+
+from unet_core.config import TrainConfig
+
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "studies"
+VERDICTS = ("supported", "contradicted", "undecided", "incomplete")
+MIN_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: the study's base with ``changes``; ``equal_time_with`` names the arm whose
+    wall time per cell it matches (its steps then come from the step-time ratio)."""
+
+    name: str
+    label: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    equal_time_with: str | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A claim decided by two arms: ``paper`` is the arm the paper's claim favours."""
+
+    claim: str  # "C1", ...
+    statement: str  # what is tested, in words
+    paper: str
+    other: str
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    dataset: str
+    base: Mapping[str, Any]  # profile and fields shared by every arm
+    arms: tuple[Arm, ...]
+    comparisons: tuple[Comparison, ...]
+    steps: int
+    seeds: tuple[int, ...] = (0, 1, 2)
+    metric: str = "auc_roc"  # the metric the verdicts use (see :func:`cell_metrics`)
+    secondary: tuple[str, ...] = ("f1",)
+    evaluations: int = 5  # validation passes per cell (the curves)
+    notes: str = ""
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise ValueError(f"study {self.name!r} has no arm {name!r}; its arms: "
+                         f"{', '.join(a.name for a in self.arms)}")
+
+    def config(self, arm: str | Arm, seed: int, steps: int | None = None) -> TrainConfig:
+        """The config of one cell (``steps`` defaults to the study's)."""
+        arm = self.arm(arm) if isinstance(arm, str) else arm
+        values = {**self.base, **arm.changes}
+        profile = values.pop("profile", "cpu")
+        steps = self.steps if steps is None else int(steps)
+        return TrainConfig.from_profile(profile, **values, seed=seed, steps=steps,
+                                        eval_every=max(1, steps // self.evaluations))
+
+
+#: Direction of each metric a verdict may use: +1 higher is better, -1 lower is better.
+DIRECTION: dict[str, int] = {"auc_roc": 1, "f1": 1, "iou": 1, "rand_error": -1,
+                             "variation_of_information": -1, "pixel_error": -1}
+
+_DRIVE_BASE: dict[str, Any] = {"profile": "cpu", "dataset": "drive", "tta": "none"}
+_ISBI_BASE: dict[str, Any] = {"profile": "cpu", "dataset": "isbi2012", "val_images": 2,
+                              "tune_threshold": False, "tta": "none"}
+
+STUDIES: dict[str, Study] = {}
+STUDIES["drive_recipe"] = Study(
+    name="drive_recipe",
+    title="DRIVE: augmentation with few images, padding, and each modern choice reverted",
+    dataset="drive",
+    base=_DRIVE_BASE,
+    steps=1000,
+    arms=(
+        Arm("cpu", "cpu profile (albumentations, same padding, BN, Adam one-cycle, BCE+Dice)"),
+        Arm("paper_deformation", "paper's elastic deformation (572-px tile)",
+            {"augmentation": "paper"}),
+        Arm("no_augmentation", "no augmentation", {"augmentation": "none"}),
+        Arm("paper_deformation_1img", "paper's elastic deformation, 1 training image",
+            {"augmentation": "paper", "train_images": 1}),
+        Arm("no_augmentation_1img", "no augmentation, 1 training image",
+            {"augmentation": "none", "train_images": 1}),
+        Arm("valid_padding", "valid padding + overlap-tile, equal steps",
+            {"padding": "valid", "patch_size": 316, "eval_tile": 316}),
+        Arm("valid_padding_equal_time", "valid padding + overlap-tile, equal time",
+            {"padding": "valid", "patch_size": 316, "eval_tile": 316}, equal_time_with="cpu"),
+        Arm("no_batch_norm", "no batch norm (paper)", {"batch_norm": False}),
+        Arm("sgd", "SGD, momentum 0.99, constant lr 0.01 (paper)",
+            {"optimizer": "sgd", "momentum": 0.99, "lr": 1e-2, "scheduler": "constant"}),
+        Arm("weighted_ce", "weighted cross-entropy with the weight map (paper)",
+            {"loss": "weighted_ce"}),
+    ),
+    comparisons=(
+        Comparison("C1", "elastic deformation against none, 1 training image",
+                   "paper_deformation_1img", "no_augmentation_1img"),
+        Comparison("C1", "elastic deformation against none, 18 training images",
+                   "paper_deformation", "no_augmentation"),
+        Comparison("C1", "elastic deformation against the albumentations pipeline, 18 images",
+                   "paper_deformation", "cpu"),
+        Comparison("C3", "valid padding against same padding, equal steps",
+                   "valid_padding", "cpu"),
+        Comparison("C3", "valid padding against same padding, equal wall time",
+                   "valid_padding_equal_time", "cpu"),
+        Comparison("C5", "no batch norm (paper) against batch norm", "no_batch_norm", "cpu"),
+        Comparison("C5", "SGD (paper) against Adam with one-cycle", "sgd", "cpu"),
+        Comparison("C5", "weighted cross-entropy (paper) against BCE + Dice", "weighted_ce",
+                   "cpu"),
+        Comparison("C5", "valid padding (paper) against same padding", "valid_padding", "cpu"),
+    ),
+    notes=("The cpu profile with TTA off (every arm alike, to make evaluation 4x cheaper), "
+           "trained on 18 DRIVE training images (2 validate) or on the first one "
+           "(21_training) alone; the threshold is chosen on the 20 training images; metrics "
+           "on the 20 test images, pooled over the FOV. Valid padding: a 316-pixel input "
+           "tile, whose output is 132 pixels (the cpu arm's patch is 128)."),
+)
+STUDIES["isbi_recipe"] = Study(
+    name="isbi_recipe",
+    title="ISBI 2012: the weight map, and the paper's recipe against the cpu profile",
+    dataset="isbi2012",
+    base=_ISBI_BASE,
+    steps=1000,
+    metric="rand_error",
+    secondary=("variation_of_information", "pixel_error"),
+    arms=(
+        Arm("w0_10", "weighted CE with the weight map, w0 = 10 (paper)",
+            {"loss": "weighted_ce", "w0": 10.0}),
+        Arm("w0_0", "weighted CE, class balance only (w0 = 0)", {"loss": "weighted_ce",
+                                                                 "w0": 0.0}),
+        Arm("cpu", "cpu profile (BCE + Dice)"),
+        Arm("paper_w16_equal_time", "paper profile at 16 channels, equal time",
+            {"profile": "paper", "base_channels": 16}, equal_time_with="cpu"),
+    ),
+    comparisons=(
+        Comparison("C2", "weight map w0 = 10 against w0 = 0", "w0_10", "w0_0"),
+        Comparison("C4", "paper profile (16 channels) against cpu profile, equal wall time",
+                   "paper_w16_equal_time", "cpu"),
+    ),
+    notes=("Slices 0-20 train, 21-22 validate (the curves), 23-24 are a gap, 25-29 are held "
+           "out: no slice trained on is adjacent to a held-out one. Threshold 0.5, TTA off. "
+           "Rand error and variation of information of the membrane maps' cell segments, "
+           "mean over the 5 held-out slices."),
+)
+
+
+# -- results files -------------------------------------------------------------------------------
+def results_path(name: str, directory: Path = STUDIES_DIR) -> Path:
+    return directory / f"{name}.json"
+
+
+def get_study(name: str) -> Study:
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; the studies: {', '.join(STUDIES)}")
+    return STUDIES[name]
+
+
+def load_results(name: str, directory: Path = STUDIES_DIR) -> dict[str, Any]:
+    """The study's results file (``{"cells": [], ...}`` when it has not run yet)."""
+    path = results_path(name, directory)
+    if not path.exists():
+        return {"study": name, "cells": [], "step_times": {}}
+    return json.loads(path.read_text())
+
+
+def cell_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """The test metrics a cell records, from a run's ``metrics.json``: pooled AUC, F1, IoU,
+    Se, Sp and, for ISBI 2012, pixel and Rand error and VI."""
+    test = metrics["test"]
+    pooled = test["pooled"]
+    out = {k: pooled.get(k) for k in ("auc_roc", "f1", "iou", "sensitivity", "specificity")}
+    out.update(test.get("isbi", {}))
+    return out
+
+
+def current_cells(results: Mapping[str, Any], code: str, data_key: str | None = None,
+                  ) -> list[dict[str, Any]]:
+    """The cells made by code ``code`` (and, if given, on the data with provenance key
+    ``data_key``); the others are history, never shown as current."""
+    return [c for c in results.get("cells", []) if c["fingerprint"]["code"] == code
+            and (data_key is None or c["fingerprint"]["key"] == data_key)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    comparison: Comparison
+    metric: str
+    n: int
+    mean: float | None  # mean paired difference, paper's arm minus the other (raw metric)
+    sd: float | None
+    low: float | None  # 95 % interval of the mean difference (raw metric)
+    high: float | None
+    verdict: str
+    seeds: tuple[int, ...]
+
+
+def paired_differences(cells: Sequence[Mapping[str, Any]], paper: str, other: str,
+                       metric: str) -> dict[int, float]:
+    """``seed -> metric(paper) - metric(other)`` for the seeds both arms have."""
+    by = {(c["arm"], c["seed"]): c["metrics"].get(metric) for c in cells
+          if c.get("metrics")}
+    seeds = sorted({s for a, s in by if a == paper} & {s for a, s in by if a == other})
+    return {s: by[paper, s] - by[other, s] for s in seeds
+            if by[paper, s] is not None and by[other, s] is not None}
+
+
+def verdict(differences: Mapping[int, float], direction: int = 1,
+            min_seeds: int = MIN_SEEDS) -> tuple[str, float | None, float | None,
+                                                 float | None, float | None]:
+    """The verdict rule (module docstring): ``(verdict, mean, sd, low, high)``."""
+    d = list(differences.values())
+    n = len(d)
+    if n == 0:
+        return "incomplete", None, None, None, None
+    mean = sum(d) / n
+    if n < 2:
+        return "incomplete", mean, None, None, None
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    low, high = mean - half, mean + half
+    if n < min_seeds:
+        return "incomplete", mean, sd, low, high
+    if direction * low > 0 and direction * high > 0:
+        return "supported", mean, sd, low, high
+    if direction * low < 0 and direction * high < 0:
+        return "contradicted", mean, sd, low, high
+    return "undecided", mean, sd, low, high
+
+
+def verdicts(study: Study, cells: Sequence[Mapping[str, Any]],
+             metric: str | None = None) -> list[Verdict]:
+    """Every comparison of ``study`` decided on ``cells`` (current code only)."""
+    metric = metric or study.metric
+    out = []
+    for comp in study.comparisons:
+        diffs = paired_differences(cells, comp.paper, comp.other, metric)
+        result, mean, sd, low, high = verdict(diffs, DIRECTION[metric])
+        out.append(Verdict(comp, metric, len(diffs), mean, sd, low, high, result,
+                           tuple(diffs)))
+    return out
+
+
+def arm_summary(cells: Sequence[Mapping[str, Any]], arm: str, metric: str,
+                ) -> tuple[int, float | None, float | None]:
+    """``(n, mean, sd)`` of ``metric`` over the arm's cells."""
+    values = [c["metrics"][metric] for c in cells if c["arm"] == arm and c.get("metrics")
+              and c["metrics"].get(metric) is not None]
+    if not values:
+        return 0, None, None
+    mean = sum(values) / len(values)
+    sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+          if len(values) > 1 else None)
+    return len(values), mean, sd
+
+
+def equal_time_steps(study: Study, arm: Arm, step_times: Mapping[str, float]) -> int:
+    """The steps of an equal-time arm: the study's steps x (seconds per step of the arm it
+    matches / its own), from the stored step times."""
+    if arm.equal_time_with is None:
+        return study.steps
+    missing = [a for a in (arm.name, arm.equal_time_with) if a not in step_times]
+    if missing:
+        raise ValueError(f"study {study.name!r}: no stored step time for {', '.join(missing)}")
+    return max(1, round(study.steps * step_times[arm.equal_time_with] / step_times[arm.name]))
