@@ -10,7 +10,7 @@ export UNET_DATA_DIR ?= $(CURDIR)/data
 export UNET_RUNS_DIR ?= $(CURDIR)/runs
 
 .PHONY: help venv test unit nbtest lint book-cache book book-strict site-test sync bench quality \
-	efficiency study clean
+	efficiency study clean lab mathjax
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -22,6 +22,29 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)   ## create .venv and install the pinned dependencies and unet_core
+
+# MathJax for the book's equations, served from the site (never a CDN): the npm package at a
+# pinned version, its tarball checked against the registry's sha512, unpacked into _vendor/
+# (html_static_path in _config.yml), only what the pages use: the TeX+MathML CHTML component,
+# its fonts, the extensions it loads on demand and the menu's accessibility parts.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA512  := Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==
+MATHJAX         := _vendor/mathjax/.version-$(MATHJAX_VERSION)
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "make mathjax: npm not found (Debian: apt-get install npm)"; exit 1; }
+	rm -rf _vendor/mathjax _vendor/.npm && mkdir -p _vendor/.npm
+	cd _vendor/.npm && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
+	@got=$$(openssl dgst -sha512 -binary _vendor/.npm/mathjax-$(MATHJAX_VERSION).tgz | base64 -w0); \
+	  [ "$$got" = "$(MATHJAX_SHA512)" ] || { echo "mathjax-$(MATHJAX_VERSION).tgz: sha512 $$got, want $(MATHJAX_SHA512)"; exit 1; }
+	tar -xzf _vendor/.npm/mathjax-$(MATHJAX_VERSION).tgz -C _vendor/.npm
+	mkdir -p _vendor/mathjax/output
+	cd _vendor/.npm/package/es5 && cp -r tex-mml-chtml.js input ui a11y sre adaptors ../../../mathjax/ \
+	  && cp -r output/chtml ../../../mathjax/output/
+	cp _vendor/.npm/package/LICENSE _vendor/mathjax/
+	rm -rf _vendor/.npm
+	touch $@
+
+mathjax: $(MATHJAX) ## MathJax $(MATHJAX_VERSION) (npm, pinned) into _vendor/ for the book
 
 test: $(STAMP)   ## the whole suite: ruff, pytest, nbval on every notebook (smoke profile)
 	$(BIN)/ruff check unet_core unet_book tests benchmarks notebooks
@@ -49,10 +72,10 @@ book-cache: $(STAMP)
 	@[ "$$(cat _build/.book-key 2>/dev/null)" = "$(BOOK_KEY)" ] || \
 	  { rm -rf _build/.jupyter_cache; echo "$(BOOK_KEY)" > _build/.book-key; }
 
-book: $(STAMP) book-cache ## execute the notebooks and build the HTML book into _build/html
+book: $(STAMP) $(MATHJAX) book-cache ## execute the notebooks and build the HTML book into _build/html
 	$(BIN)/jupyter-book build . --builder html
 
-book-strict: $(STAMP) book-cache ## as `book`; warnings are errors, a failing cell fails (CI)
+book-strict: $(STAMP) $(MATHJAX) book-cache ## as `book`; warnings are errors, a failing cell fails (CI)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
 site-test: $(STAMP) ## open the built book in headless Chromium: images, errors, navigation
@@ -75,6 +98,14 @@ study: $(STAMP)  ## run one evidence study: make study NAME=drive_recipe [CELLS=
 	  'from unet_book.studies import STUDIES; print(", ".join(STUDIES))')" >&2; exit 2; }
 	$(BIN)/python benchmarks/study.py $(NAME) $(if $(CELLS),--cells) \
 	  $(if $(ARMS),--arms $(ARMS)) $(if $(SEEDS),--seeds $(SEEDS))
+
+# The chapters in JupyterLab: open notebooks/NN_*.ipynb (or the .py twin: right-click, Open
+# With, Jupytext Notebook); jupytext's contents manager keeps the pair in sync on save.
+LAB_PORT ?= 8888
+lab: $(STAMP)    ## JupyterLab on the chapters, with UNET_DATA_DIR and UNET_RUNS_DIR set
+	@echo "lab: data from $(UNET_DATA_DIR), runs in $(UNET_RUNS_DIR)"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --port=$(LAB_PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:           ## remove build output (keeps .venv and runs/)
 	rm -rf _build .jupyter_cache

@@ -23,65 +23,100 @@
 # bright lesions with them; switch the right panel to the second observer to see how
 # differently two people drew the same vessels.
 #
-# **In JupyterLab or Notebook** the cell below shows the live widgets: choose a run (every
-# finished run under `runs/`, newest first) and an image (the run's test images, or any
-# image file, segmented with the run's model by overlap-tile inference, {ref}`chap-padding`);
-# move the threshold; pick what each panel shows (input, probability, errors, ground truth,
-# second observer, prediction); toggle the field of view (metrics are computed inside it, or
-# over the whole image); zoom into a 256, 128 or 64 pixel square at full resolution and move
-# it with the centre sliders. The metrics line (F1, sensitivity, specificity, precision and
-# the threshold-free AUC-ROC) follows the threshold. The threshold starts at the value the
-# run chose on its validation images.
+# It runs in the browser, on this page as in JupyterLab: one ES module (an anywidget)
+# thresholds the probability map, draws the panels and
+# computes the metrics from the data it is given, so the slider needs no kernel. Move the
+# threshold (the slider, or its arrow keys: steps of 0.01); pick what each panel shows
+# (input, probability, errors, ground truth, second observer, prediction); toggle the field
+# of view (metrics inside it, or over the whole image); zoom into a 256, 128 or 64 pixel
+# square at full resolution and move it by dragging a panel, or with the arrow keys once a
+# panel has the focus (`+` and `-` zoom). The metrics line (F1, sensitivity, specificity,
+# precision and the threshold-free AUC-ROC) follows the threshold, which starts at the value
+# the run chose on its validation images. In the errors overlay a found vessel pixel is
+# white, a false alarm orange and a missed vessel sky blue (Okabe and Ito's colour-blind-safe
+# pair), outside the field of view grey.
 #
-# **In the static book** widgets cannot run, so the cell's output is left out and the
-# figures below show explorer states rendered by the same code (`unet_book.explorer`).
+# **On this page** the explorer shows the training chapter's run, with a menu over its test
+# images; an image's data are loaded when it is chosen. **In JupyterLab or Notebook** the
+# cell `display(explorer.widget)` below shows the same explorer live, with a run chooser
+# (every finished run under `runs/`, newest first) and a file box: any image file, segmented
+# with the run's model by overlap-tile inference ({ref}`chap-padding`). The printed book
+# shows the figures at the end of the chapter instead.
 
 # %%
+import time
+
 import numpy as np
 from IPython.display import display
 
 from unet_book.experiments import load_or_train, notebook_config
-from unet_book.explorer import MaskExplorer, gallery, window
+from unet_book.explorer import gallery, list_runs, run_cases, window
+from unet_book.explorer_widget import MODULE, MaskExplorer, encode_case, export_static, site_html
 
 # the training chapter's run: loaded from runs/ (trained if this chapter runs alone)
 run = load_or_train(notebook_config({}), progress=False)
-explorer = MaskExplorer(run=run.run_dir.name)
-print(f"{len(explorer.runs)} finished runs; opened {explorer.run.value} "
-      f"({len(explorer.cases)} test images)")
+cases = run_cases(run.run_dir)
+# its test images for this page: one data file each and an index, in <run>/explorer/
+site = export_static(run.run_dir)
+print(f"{len(list_runs())} finished runs; this page shows {run.run_dir.name} "
+      f"({len(cases)} test images)")
 
-# %% tags=["remove-output"]
+# %% tags=["remove-input"]
+html = site_html(run.run_dir.name)
+display({"text/html": html,
+         "text/plain": "(The interactive explorer runs in the HTML version of the book.)"},
+        raw=True)
+
+# %% [markdown]
+# The live explorer: run the next cell in JupyterLab or Notebook (the book's build skips
+# it, so that the page carries no widget state; the explorer above is the same module).
+
+# %% tags=["skip-execution"]
+explorer = MaskExplorer(run=run.run_dir.name)
 display(explorer.widget)
 
 # %% [markdown]
-# ## Responsiveness
+# ## What the browser computes, and what it is given
 #
-# One update (the two panels rendered, encoded as PNG and sent, and the metrics recomputed)
-# should stay well under 200 ms for a 565x584 DRIVE image, or the slider feels sticky. The
-# metrics use two sorted arrays of probabilities (positives and negatives inside the FOV) and
-# a binary search per threshold, so they cost microseconds; most of the time is PNG encoding.
-# Measured here, over 21 threshold positions, on the machine that built this page (a
-# wall-clock time, so it is printed, not asserted: a busy machine is slower; the tests check
-# the cost structure instead):
+# For each image the browser receives one data file: the probability map at 16 bits (the
+# 65536 levels of `round(p * 65535)`; 8 bits would move the AUC by about 0.002 on DRIVE),
+# the labels (ground truth, field of view, second observer) as one byte of bits per pixel,
+# both deflated, and the image as a JPEG (`unet_book.explorer_widget.encode_case`). Once per
+# image it counts the pixels of each level in four histograms (vessel or background, inside
+# or outside the field of view) and sums them from the top level down: the confusion counts
+# at any threshold are then two array reads, and the AUC-ROC a trapezoid over the 65536
+# levels, within about 0.00001 of the exact one. The levels are made exact at the slider's
+# thresholds (`quantise`): at 0.01, ..., 0.99 a pixel counts as a vessel in the browser
+# exactly when `prob >= threshold` in `unet_core.metrics`, so the numbers the page shows
+# are the library's (the tests compare them, in Node.js and in Chromium).
+#
+# One update (the metrics line and both panels redrawn at full resolution) is one pass over
+# the pixels shown; the explorer prints how long its last one took below its panels. In
+# JupyterLab, choosing an image costs Python one encoding, sent once; moving the slider
+# costs Python nothing. Measured here, on the machine that built this page:
 
 # %%
-explorer.left.value, explorer.right.value = "probability", "errors"
-times = []
-for t in np.linspace(0.1, 0.9, 21):
-    explorer.threshold.value = float(round(t, 2))
-    times.append(explorer.last_update_ms)
-shape = explorer.case().prob.shape
-print(f"{shape[1]}x{shape[0]} image: median update {np.median(times):.1f} ms, "
-      f"max {np.max(times):.1f} ms")
+case = cases[0]
+t0 = time.perf_counter()
+data = encode_case(case)
+encode_ms = (time.perf_counter() - t0) * 1000
+sizes = np.array([entry["bytes"] for entry in site["images"]])
+index_kb = (run.run_dir / "explorer" / "index.json").stat().st_size / 1e3
+shape = case.prob.shape
+print(f"{shape[1]}x{shape[0]} image: encoded in {encode_ms:.0f} ms, {len(data) / 1e3:.0f} kB")
+print(f"this page: the explorer's HTML {len(html.encode()) / 1e3:.1f} kB, its ES module "
+      f"{MODULE.stat().st_size / 1e3:.0f} kB, the index {index_kb:.0f} kB, then "
+      f"{np.median(sizes) / 1e3:.0f} kB per image chosen ({len(sizes)} images, "
+      f"{sizes.sum() / 1e6:.1f} MB on the site)")
 
 # %% [markdown]
 # ## A gallery of explorer states
 #
 # The first test image at three thresholds: lowering it finds more of the thin vessels
-# (fewer blue pixels) at the price of false alarms (more red ones). The title of each panel
-# is the metrics line the explorer prints at that threshold.
+# (fewer sky-blue pixels) at the price of false alarms (more orange ones). The title of each
+# panel is the metrics line the explorer prints at that threshold.
 
 # %% mystnb={"figure": {"caption": "Explorer states at three thresholds.", "name": "fig-gallery"}}
-case = explorer.cases[0]
 t_run = float(run.metrics["test"]["threshold"])
 thresholds = sorted({round(max(0.05, t_run - 0.3), 2), round(t_run, 2),
                      round(min(0.95, t_run + 0.3), 2)})

@@ -1,34 +1,27 @@
-"""An interactive mask explorer: ipywidgets over a run's predictions.
+"""The mask explorer's cases and pure functions, and its static gallery.
 
-Open it in JupyterLab or Notebook after any run (``notebooks/08_mask_explorer``)::
+The explorer itself runs in the browser (:mod:`unet_book.explorer_widget`: an anywidget for
+JupyterLab and Notebook, and the same ES module in the static book)::
 
-    from unet_book.explorer import MaskExplorer
+    from unet_book.explorer_widget import MaskExplorer
     MaskExplorer().widget          # every finished run under runs/ (UNET_RUNS_DIR)
 
-Pick a run and an image (the run's test images, or any image file, segmented with the run's
-model through overlap-tile inference), move the threshold and watch the per-image metrics and
-the two side-by-side panels update. Each panel shows one of :data:`OVERLAYS`: the input,
-the probability as a heat map, the errors (true positives white, false positives red, false
-negatives blue), the ground truth, the second observer (DRIVE test images) or the binary
-prediction; the field of view can be shown (outside dimmed) or ignored; the zoom shows a
-square region at full resolution, each image pixel enlarged to several screen pixels.
+This module holds what it is fed with and what the printed book shows instead:
 
-The logic is split from the widgets so that it is testable without a browser:
-
-* :class:`Case`: one image with its probability map and, when known, its labels and FOV.
+* :class:`Case`: one image with its probability map and, when known, its labels and FOV;
+  :func:`run_cases` (a finished run's test images) and :func:`file_case` (any image file,
+  segmented with a run's model by overlap-tile inference) make them.
 * :class:`ThresholdMetrics`: F1, sensitivity, specificity, precision and accuracy at any
-  threshold in microseconds (two sorted arrays and binary search), AUC-ROC once per image.
-* :func:`render_panel`: the RGB array a panel shows.
-* :class:`MaskExplorer`: the widgets; :meth:`MaskExplorer.update` redraws and records how
-  long it took (``last_update_ms``); the arrays shown are kept in ``last_panels``.
+  threshold in microseconds (two sorted arrays and binary search), AUC-ROC once per image:
+  the reference the browser's numbers are checked against.
+* :func:`render_panel`: the RGB array of one panel (:data:`OVERLAYS`), in the explorer's
+  colour-blind-safe palette (:data:`PALETTE`); :func:`window` the zoomed region.
 * :func:`gallery`: a static matplotlib figure of a few explorer states, for the printed book.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +29,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from PIL import Image
 
-from unet_book.results import error_overlay, run_probabilities
+from unet_book.results import run_probabilities
 from unet_core.config import TrainConfig
 from unet_core.data.imageio import read_image
 from unet_core.data.splits import load_data
@@ -52,6 +44,21 @@ OVERLAYS: tuple[str, ...] = ("image", "probability", "errors", "ground truth",
 ZOOMS: dict[str, int | None] = {"whole image": None, "256 px": 256, "128 px": 128,
                                 "64 px": 64}
 _MAGMA = (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+#: Colours of the errors overlay (RGB): Okabe and Ito's colour-blind-safe orange and sky blue
+#: for the two kinds of error, white for the vessels found, on black. The browser's module
+#: (``unet_book/static/mask_explorer.js``) uses the same; a test compares them.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "tp": (255, 255, 255),  # vessel found: white
+    "fp": (230, 159, 0),  # false alarm (predicted, not in the ground truth): orange
+    "fn": (86, 180, 233),  # missed vessel: sky blue
+    "tn": (0, 0, 0),  # background: black
+    "outside": (60, 60, 60),  # outside the field of view: dark grey
+}
+#: What the legend calls each colour.
+LEGEND: dict[str, str] = {"tp": "vessel found (TP)", "fp": "false alarm (FP)",
+                          "fn": "missed (FN)", "tn": "background (TN)",
+                          "outside": "outside the field of view"}
+NO_LABELS = 90  # grey of a panel whose labels are unknown
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +112,8 @@ class ThresholdMetrics:
                 "accuracy": ratio(tp + tn, tp + tn + fp + fn), "auc_roc": self.auc_roc}
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
+def rgb8(image: np.ndarray) -> np.ndarray:
+    """An image as ``(H, W, 3)`` uint8 (floats in [0, 1] scaled, grey repeated)."""
     a = np.asarray(image)
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
@@ -119,6 +127,19 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 def _binary(mask: np.ndarray) -> np.ndarray:
     out = np.zeros((*mask.shape, 3), np.uint8)
     out[np.asarray(mask).astype(bool)] = 255
+    return out
+
+
+def errors_overlay(prob: np.ndarray, target: np.ndarray, fov: np.ndarray | None,
+                   threshold: float) -> np.ndarray:
+    """``(H, W, 3)`` uint8 errors at ``threshold`` in :data:`PALETTE` (outside ``fov`` grey)."""
+    pred = np.asarray(prob) >= threshold
+    target = np.asarray(target).astype(bool)
+    out = np.zeros((*pred.shape, 3), np.uint8)
+    for name, where in (("tp", pred & target), ("fp", pred & ~target), ("fn", ~pred & target)):
+        out[where] = PALETTE[name]
+    if fov is not None:
+        out[~np.asarray(fov).astype(bool)] = PALETTE["outside"]
     return out
 
 
@@ -149,7 +170,7 @@ def render_panel(case: Case, overlay: str, threshold: float, show_fov: bool = Tr
     prob = np.asarray(case.prob)[region]
     fov = None if case.fov is None else np.asarray(case.fov)[region].astype(bool)
     if overlay == "image":
-        out = _rgb(np.asarray(case.image)[region])
+        out = rgb8(np.asarray(case.image)[region])
     elif overlay == "probability":
         out = _MAGMA[(np.clip(prob, 0, 1) * 255).astype(np.uint8)]
     elif overlay == "prediction":
@@ -158,27 +179,16 @@ def render_panel(case: Case, overlay: str, threshold: float, show_fov: bool = Tr
         labels = {"errors": case.target, "ground truth": case.target,
                   "second observer": case.second_observer}[overlay]
         if labels is None:
-            out = np.full((*prob.shape, 3), 90, np.uint8)  # grey: nothing to show
+            out = np.full((*prob.shape, 3), NO_LABELS, np.uint8)  # grey: nothing to show
         elif overlay == "errors":
-            out = error_overlay(prob, np.asarray(labels)[region],
-                                fov if show_fov else None, threshold)
-            return out
+            return errors_overlay(prob, np.asarray(labels)[region],
+                                  fov if show_fov else None, threshold)
         else:
             out = _binary(np.asarray(labels)[region])
     if show_fov and fov is not None:
         out = out.copy()
         out[~fov] = (out[~fov] * 0.35).astype(np.uint8)
     return out
-
-
-def png_bytes(array: np.ndarray, width: int) -> bytes:
-    """PNG of ``array`` scaled (nearest neighbour, so pixels stay sharp) to ``width`` pixels."""
-    im = Image.fromarray(array)
-    if im.width != width:
-        im = im.resize((width, max(1, round(im.height * width / im.width))), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
 
 
 def metrics_text(values: dict[str, float] | None, threshold: float) -> str:
@@ -213,7 +223,9 @@ def run_cases(run_dir: str | Path) -> list[Case]:
     if run is None:
         raise ValueError(f"{run_dir} is not a finished run (no metrics.json or model.pt)")
     test = load_data(cfg).test
-    probs = run_probabilities(run, test)
+    # The cache holds float16: round a first, fresh prediction the same way, so that every
+    # call gives the same probabilities (and the metrics the same digits).
+    probs = [p.astype(np.float16).astype(np.float32) for p in run_probabilities(run, test)]
     return [Case(e.name, e.image, p, e.target, e.fov, e.second_observer)
             for e, p in zip(test, probs, strict=True)]
 
@@ -224,160 +236,6 @@ def file_case(path: str | Path, run_dir: str | Path) -> Case:
     raw = read_image(path)
     x = to_model_input(raw, cfg, model.in_channels)
     return Case(Path(path).name, x, predict_probability(model, x, cfg))
-
-
-# -- the widgets --------------------------------------------------------------------------------
-class MaskExplorer:
-    """The explorer's widgets (``.widget``) over runs, or over given ``cases``.
-
-    Args:
-        runs_root: where to look for runs (default ``$UNET_RUNS_DIR``).
-        cases: explore these cases instead of runs (the run chooser is then hidden).
-        panel_width: display width of each panel in screen pixels.
-        threshold: the initial threshold (default: the run's own, chosen on training-set images).
-        run: the name of the run to open first (default: the newest).
-    """
-
-    def __init__(self, runs_root: str | Path | None = None, cases: Sequence[Case] | None = None,
-                 panel_width: int = 420, threshold: float | None = None,
-                 run: str | None = None):
-        import ipywidgets as w
-
-        self.panel_width = panel_width
-        self.runs = [] if cases is not None else list_runs(runs_root)
-        self.cases: list[Case] = list(cases) if cases is not None else []
-        self._metrics: dict[str, ThresholdMetrics | None] = {}
-        self.last_update_ms = float("nan")
-        self.last_panels: tuple[np.ndarray, np.ndarray] | None = None
-
-        self.run = w.Dropdown(options=[p.name for p in self.runs], description="run",
-                              layout=w.Layout(width="420px"))
-        self.image = w.Dropdown(options=[], description="image")
-        self.path = w.Text(placeholder="or a file: /path/to/fundus.jpg", description="file")
-        self.load_file = w.Button(description="segment file")
-        self.threshold = w.FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01,
-                                       description="threshold", continuous_update=True,
-                                       readout_format=".2f")
-        self.left = w.Dropdown(options=OVERLAYS, value="image", description="left")
-        self.right = w.Dropdown(options=OVERLAYS, value="errors", description="right")
-        self.fov = w.Checkbox(value=True, description="field of view")
-        self.zoom = w.Dropdown(options=list(ZOOMS), value="whole image", description="zoom")
-        self.centre_y = w.FloatSlider(value=0.5, min=0, max=1, step=0.01, description="centre y")
-        self.centre_x = w.FloatSlider(value=0.5, min=0, max=1, step=0.01, description="centre x")
-        self.panels = (w.Image(format="png"), w.Image(format="png"))
-        self.metrics = w.HTML()
-        self.status = w.HTML()
-
-        if run is not None:
-            if run not in self.run.options:
-                raise ValueError(f"run={run!r} is not a finished run under "
-                                 f"{runs_root or '$UNET_RUNS_DIR'}; found: "
-                                 f"{', '.join(self.run.options) or 'none'}")
-            self.run.value = run
-        if cases is None:
-            self.run.observe(lambda _: self._load_run(), "value")
-        self._quiet = False
-        self.image.observe(lambda _: None if self._quiet else self.update(), "value")
-        self.load_file.on_click(lambda _: self._load_file())
-        for control in (self.threshold, self.left, self.right, self.fov, self.zoom,
-                        self.centre_y, self.centre_x):
-            control.observe(lambda _: self.update(), "value")
-
-        rows = [] if cases is not None else [w.HBox([self.run, self.path, self.load_file])]
-        self.widget = w.VBox([
-            *rows,
-            w.HBox([self.image, self.threshold, self.fov]),
-            w.HBox([self.left, self.right, self.zoom]),
-            w.HBox([self.centre_y, self.centre_x]),
-            self.metrics,
-            w.HBox(list(self.panels)),
-            self.status,
-        ])
-        if cases is not None:
-            self._set_cases(self.cases)
-        elif self.runs:
-            self._load_run()
-        else:
-            self.status.value = ("No finished run found under runs/: train one first "
-                                 "(chapter 5, or <code>python -m unet_core train</code>).")
-        if threshold is not None:
-            self.threshold.value = threshold
-
-    # -- data -----------------------------------------------------------------------------------
-    def _run_threshold(self) -> float | None:
-
-        if not self.runs or self.run.value is None:
-            return None
-        metrics = json.loads((self._run_dir() / "metrics.json").read_text())
-        return float(metrics["test"]["threshold"])
-
-    def _run_dir(self) -> Path:
-        return next(p for p in self.runs if p.name == self.run.value)
-
-    def _load_run(self) -> None:
-        self.status.value = f"loading {self.run.value} ..."
-        try:
-            self._set_cases(run_cases(self._run_dir()))
-        except (ValueError, OSError) as err:
-            self.status.value = f"<b>cannot load {self.run.value}</b>: {err}"
-            return
-        t = self._run_threshold()
-        if t is not None and 0.01 <= t <= 0.99:
-            self.threshold.value = round(t, 2)
-        self.status.value = f"{len(self.cases)} test images of {self.run.value}"
-
-    def _load_file(self) -> None:
-        if not self.runs:
-            self.status.value = "choose a run first: its model segments the file"
-            return
-        try:
-            case = file_case(self.path.value.strip(), self._run_dir())
-        except (ValueError, OSError) as err:
-            self.status.value = f"<b>cannot segment that file</b>: {err}"
-            return
-        self._set_cases([*self.cases, case], select=case.name)
-        self.status.value = f"segmented {case.name} with {self.run.value}"
-
-    def _set_cases(self, cases: Sequence[Case], select: str | None = None) -> None:
-        self.cases = list(cases)
-        self._metrics = {}
-        names = [c.name for c in self.cases]
-        self._quiet = True  # one redraw for the new list, not one per trait change
-        try:
-            self.image.options = names
-            self.image.value = select if select in names else (names[0] if names else None)
-        finally:
-            self._quiet = False
-        self.update()
-
-    def case(self) -> Case | None:
-        return next((c for c in self.cases if c.name == self.image.value), None)
-
-    def _case_metrics(self, case: Case) -> ThresholdMetrics | None:
-        key = f"{case.name}|{self.fov.value}"
-        if key not in self._metrics:
-            self._metrics[key] = (None if case.target is None else ThresholdMetrics(
-                case.prob, case.target, case.fov if self.fov.value else None))
-        return self._metrics[key]
-
-    # -- drawing --------------------------------------------------------------------------------
-    def update(self) -> None:
-        """Redraw both panels and the metrics for the current widget values."""
-        case = self.case()
-        if case is None:
-            return
-        t0 = time.perf_counter()
-        t = float(self.threshold.value)
-        region = window(np.shape(case.prob), ZOOMS[self.zoom.value],
-                        (self.centre_y.value, self.centre_x.value))
-        arrays = tuple(render_panel(case, kind, t, self.fov.value, region)
-                       for kind in (self.left.value, self.right.value))
-        for panel, array in zip(self.panels, arrays, strict=True):
-            panel.value = png_bytes(array, self.panel_width)
-        metrics = self._case_metrics(case)
-        self.metrics.value = metrics_text(None if metrics is None else metrics.at(t), t)
-        self.last_panels = arrays  # type: ignore[assignment]
-        self.last_update_ms = (time.perf_counter() - t0) * 1000
 
 
 def gallery(case: Case, thresholds: Sequence[float] = (0.3, 0.5, 0.7),
@@ -400,6 +258,6 @@ def gallery(case: Case, thresholds: Sequence[float] = (0.3, 0.5, 0.7),
     for ax in axes:
         ax.axis("off")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.text(0.5, 0.01, "errors: vessel found (TP) white, false alarm (FP) red, missed (FN) "
-             "blue; outside the field of view grey", ha="center", fontsize=9)
+    fig.text(0.5, 0.01, "errors: vessel found (TP) white, false alarm (FP) orange, missed (FN) "
+             "sky blue; outside the field of view grey", ha="center", fontsize=9)
     return fig

@@ -1,8 +1,9 @@
-"""The mask explorer, driven through its widgets' values (no browser)."""
+"""The mask explorer's cases, reference metrics and gallery, and its live widget driven through
+its traits (no browser: the drawing is in the ES module, tested in tests/book/
+test_explorer_widget.py with Node and in tests/site with Chromium)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +11,18 @@ import pytest
 from PIL import Image
 
 import unet_book.explorer as explorer
+import unet_book.explorer_widget as explorer_widget
 from unet_book.explorer import (
     OVERLAYS,
+    PALETTE,
     Case,
-    MaskExplorer,
     ThresholdMetrics,
     gallery,
     metrics_text,
     render_panel,
     window,
 )
-from unet_book.results import COLOURS
+from unet_book.explorer_widget import MaskExplorer, decode_case, quantise
 from unet_core.metrics import segmentation_metrics
 
 
@@ -58,9 +60,10 @@ def test_render_panel_errors_and_fov():
     out = render_panel(c, "errors", 0.5, show_fov=True)
     pred = c.prob >= 0.5
     tp = pred & c.target & c.fov
-    assert (out[tp] == COLOURS["tp"]).all() and (out[~c.fov] == COLOURS["outside"]).all()
+    assert (out[tp] == PALETTE["tp"]).all() and (out[~c.fov] == PALETTE["outside"]).all()
     no_fov = render_panel(c, "errors", 0.5, show_fov=False)
-    assert (no_fov[~c.fov & pred & ~c.target] == COLOURS["fp"]).all()
+    assert (no_fov[~c.fov & pred & ~c.target] == PALETTE["fp"]).all()
+    assert (no_fov[~pred & c.target] == PALETTE["fn"]).all()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -88,36 +91,33 @@ def test_window_is_clipped_to_the_image(size, centre, want):
     assert window((100, 80), size, centre) == want
 
 
-def _png(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
-
-
-def test_widgets_drive_the_metrics_and_the_panels():
+def test_the_widget_is_fed_the_chosen_image_and_knows_what_the_browser_must_show():
     cases = [make_case(seed=4), make_case(seed=5, observer=False)]
-    ex = MaskExplorer(cases=cases, panel_width=300)
-    ex.threshold.value = 0.62
+    ex = MaskExplorer(cases=cases)
+    view = ex.view
+    assert view.images == ["case4", "case5"] and view.image == "case4"
+    sent = decode_case(view.payload)
+    assert sent["name"] == "case4" and (sent["levels"] == quantise(cases[0].prob)).all()
+    assert sent["has_second_observer"] and (sent["labels"] & 4).any()
+
+    view.threshold = 0.62
     ref = segmentation_metrics(cases[0].prob, cases[0].target, cases[0].fov, threshold=0.62)
-    assert f"F1 {ref.f1:.4f}" in ex.metrics.value
-    assert f"Se {ref.sensitivity:.4f}" in ex.metrics.value
-    assert f"AUC {ref.auc_roc:.4f}" in ex.metrics.value
-    assert (ex.last_panels[1] == render_panel(cases[0], "errors", 0.62, True)).all()
-    assert _png(ex.panels[1].value).shape[1] == 300
-
-    ex.left.value = "probability"
-    assert (ex.last_panels[0] == render_panel(cases[0], "probability", 0.62, True)).all()
-    ex.fov.value = False
+    text = view.reference_text()
+    assert text.startswith("threshold 0.62:")
+    assert f"F1 {ref.f1:.4f}" in text and f"Se {ref.sensitivity:.4f}" in text
+    assert f"AUC {ref.auc_roc:.4f}" in text
+    view.show_fov = False
     ref_all = segmentation_metrics(cases[0].prob, cases[0].target, None, threshold=0.62)
-    assert f"F1 {ref_all.f1:.4f}" in ex.metrics.value
+    assert f"F1 {ref_all.f1:.4f}" in view.reference_text()
+    view.threshold = 0.6249  # the browser's slider has steps of 0.01
+    assert view.slider_threshold() == 0.62
 
-    ex.zoom.value = "64 px"
-    ex.centre_y.value, ex.centre_x.value = 0.0, 0.0
-    assert ex.last_panels[0].shape == (64, 64, 3)
-    assert (ex.last_panels[0] == render_panel(
-        cases[0], "probability", 0.62, False, (slice(0, 64), slice(0, 64)))).all()
-
-    ex.image.value = "case5"
-    ex.right.value = "second observer"
-    assert (ex.last_panels[1] == 90).all()  # no second observer: grey
+    view.image = "case5"
+    assert decode_case(view.payload)["name"] == "case5"
+    assert not decode_case(view.payload)["has_second_observer"]
+    for trait, bad in (("left", "heat"), ("zoom", "3 px")):
+        with pytest.raises(Exception, match="heat|3 px"):
+            setattr(view, trait, bad)
 
 
 # -- cost structure: what one slider move computes ---------------------------------------------
@@ -170,30 +170,29 @@ def test_a_threshold_query_does_not_read_the_probability_map_again():
     assert tm.at(0.4) == before
 
 
-def test_an_update_recomputes_no_probability_auc_or_metric_object(monkeypatch):
+def test_a_threshold_move_costs_python_nothing_and_an_image_is_encoded_once(monkeypatch):
+    """The browser thresholds, draws and computes the metrics: a threshold move (or any other
+    control) makes Python encode, predict or sort nothing; each image's data file is built
+    once and sent when it is chosen."""
     cases = [make_case(120, 100, seed=10), make_case(120, 100, seed=11)]
-    built = _Counter(monkeypatch, explorer, "ThresholdMetrics")
-    ex = MaskExplorer(cases=cases, panel_width=200)
-    assert len(built) == 1  # the first case, with the FOV
+    encoded = _Counter(monkeypatch, explorer_widget, "encode_case")
+    ex = MaskExplorer(cases=cases)
+    assert len(encoded) == 1  # the first image only
+    built = _Counter(monkeypatch, explorer_widget, "ThresholdMetrics")
     metrics_calls = _Counter(monkeypatch, explorer, "segmentation_metrics")
     predictions = _Counter(monkeypatch, explorer, "predict_probability")
-    queries = _Counter(monkeypatch, ThresholdMetrics, "at")
-    thresholds = [round(float(t), 2) for t in np.linspace(0.2, 0.8, 9)]
-    for t in thresholds:
-        ex.threshold.value = t
-    assert len(queries) == len(thresholds)  # one query per update ...
-    assert len(built) == 1 and len(metrics_calls) == 0 and len(predictions) == 0  # ... only
-    ex.left.value, ex.zoom.value = "probability", "64 px"  # other controls: nothing either
-    assert len(built) == 1 and len(metrics_calls) == 0
-    # New metrics once per (image, FOV setting), then from the cache.
-    ex.fov.value = False
-    assert len(built) == 2
-    ex.fov.value = True
-    ex.image.value = "case11"
-    assert len(built) == 3
-    ex.image.value = "case10"
-    ex.threshold.value = 0.33
-    assert len(built) == 3 and len(predictions) == 0
+    sent = []
+    ex.view.observe(lambda change: sent.append(change["new"]), "payload")
+    for t in np.linspace(0.2, 0.8, 9):
+        ex.view.threshold = round(float(t), 2)
+    ex.view.left, ex.view.zoom, ex.view.show_fov = "probability", "64 px", False
+    assert len(encoded) == 1 and not sent
+    assert len(built) == 0 and len(metrics_calls) == 0 and len(predictions) == 0
+    ex.view.image = "case11"
+    ex.view.image = "case10"
+    ex.view.image = "case11"
+    assert len(encoded) == 2 and len(sent) == 3  # each image encoded once, sent when chosen
+    assert len(predictions) == 0
 
 
 def test_metrics_text_without_ground_truth():
@@ -212,18 +211,21 @@ def test_gallery_titles_carry_the_metrics():
 def test_explorer_opens_smoke_drive_run_and_segments_a_file(smoke_drive_run, tmp_path):
     ex = MaskExplorer(tmp_path / "runs")
     assert ex.run.value == Path(smoke_drive_run.run_dir).name
-    assert len(ex.cases) == 2 and ex.image.value == ex.cases[0].name
+    assert len(ex.cases) == 2 and ex.view.image == ex.cases[0].name
     run_threshold = smoke_drive_run.metrics["test"]["threshold"]
-    assert ex.threshold.value == pytest.approx(round(run_threshold, 2))
-    assert "F1" in ex.metrics.value
+    assert ex.view.threshold == pytest.approx(round(run_threshold, 2))
+    assert "F1" in ex.view.reference_text()
+    assert decode_case(ex.view.payload)["has_target"]
 
     photo = tmp_path / "photo.png"
     Image.fromarray((np.random.default_rng(0).random((50, 61, 3)) * 255).astype(np.uint8)).save(
         photo)
     ex.path.value = str(photo)
     ex.load_file.click()
-    assert ex.image.value == "photo.png" and "no ground truth" in ex.metrics.value
-    assert ex.last_panels[0].shape == (50, 61, 3)
+    assert ex.view.image == "photo.png" and "no ground truth" in ex.view.reference_text()
+    sent = decode_case(ex.view.payload)
+    assert sent["name"] == "photo.png" and not sent["has_target"]
+    assert sent["levels"].shape == (50, 61) and sent["image"].shape == (50, 61, 3)
 
     ex.path.value = str(tmp_path / "missing.jpg")
     ex.load_file.click()
@@ -233,6 +235,7 @@ def test_explorer_opens_smoke_drive_run_and_segments_a_file(smoke_drive_run, tmp
 def test_explorer_without_runs_says_so(tmp_path):
     ex = MaskExplorer(tmp_path / "empty")
     assert "No finished run" in ex.status.value and ex.cases == []
+    assert ex.view.payload == b"" and ex.view.message
 
 
 def test_unknown_run_is_named(smoke_drive_run, tmp_path):

@@ -1,4 +1,5 @@
-"""The built book, opened in headless Chromium: every page, its images, no errors, navigation.
+"""The built book, opened in headless Chromium with no network: every page, its images, no
+console errors, equations rendered, nothing fetched from outside the site, navigation.
 
 Run after the book is built (``make book`` or ``make book-strict``)::
 
@@ -91,8 +92,11 @@ def browser(site_url: str):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,1600"):
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,1600",
+                 # offline: every host name but 127.0.0.1 fails to resolve
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     yield driver
@@ -107,8 +111,47 @@ def _open(browser, url: str) -> None:
         lambda d: d.execute_script("return document.readyState") == "complete")
 
 
+# Once MathJax has typeset the page (or when the page has no MathJax): the number of equations
+# (Sphinx's ``.math`` elements) and of those rendered (holding MathJax's ``mjx-container``).
+MATH_DONE = """
+const done = arguments[arguments.length - 1];
+const count = () => {
+  const math = Array.from(document.querySelectorAll('.math'));
+  done([math.length, math.filter(m => m.querySelector('mjx-container')).length,
+        Boolean(window.MathJax && window.MathJax.startup)]);
+};
+const wait = (n) => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise
+  ? window.MathJax.startup.promise.then(count, count)
+  : (n > 0 && document.querySelector('script[src*="mathjax"]') ? setTimeout(() => wait(n - 1), 100)
+     : count());
+wait(100);
+"""
+
+
 def _url(site_url: str, page: str) -> str:
     return f"{site_url}/{'index' if page == PAGES[0] else page}.html"
+
+
+def _check_offline_and_clean(browser, site_url: str, page: str) -> int:
+    """The page as loaded, with no network: its equations rendered by the site's MathJax,
+    nothing fetched from outside the site, nothing in the console. Returns the number of
+    equations."""
+    # equations: MathJax from the site itself renders every one of them, with no network
+    equations, rendered, mathjax = browser.execute_async_script(MATH_DONE)
+    assert rendered == equations, f"{page}: {rendered} of {equations} equations rendered"
+    assert mathjax or not equations, f"{page}: equations but no MathJax"
+    # everything the page loaded came from the site (no CDN)
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);")
+    foreign = [u for u in loaded if not u.startswith((site_url, "data:", "blob:"))]
+    assert not foreign, f"{page}: fetched from outside the site: {foreign}"
+    tags = browser.execute_script(
+        "return Array.from(document.scripts).map(s => s.src).filter(s => s);")
+    assert all(t.startswith(site_url) for t in tags), f"{page}: scripts from elsewhere: {tags}"
+    # and nothing went wrong in the console (the duplicate THEBE_JS_URL was a SyntaxError)
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, f"{page}: console errors: {errors}"
+    return equations
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -131,8 +174,27 @@ def test_page_has_its_images_and_no_errors(browser, site_url, page):
     assert errors == 0, f"{page}: {errors} error outputs"
     title = browser.execute_script("return document.querySelector('h1').innerText;")
     assert title.strip(), f"{page}: no title"
+    _MATH[page] = _check_offline_and_clean(browser, site_url, page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{page.replace('/', '__')}.png"))
+
+
+_MATH: dict[str, int] = {}
+
+
+@pytest.mark.parametrize("page", ["search", "genindex"])
+def test_the_pages_outside_the_toc_load_cleanly(browser, site_url, page):
+    _open(browser, f"{site_url}/{page}.html")
+    _check_offline_and_clean(browser, site_url, page)
+
+
+def test_some_pages_have_equations_and_mathjax_is_the_sites():
+    """The check above is not empty: the book has equations, and MathJax is a file of the
+    site (``make mathjax``), not a CDN's."""
+    if len(_MATH) < len(PAGES):
+        pytest.skip("run with the page tests")
+    assert sum(_MATH.values()) > 0, _MATH
+    assert (SITE / "_static" / "mathjax" / "tex-mml-chtml.js").exists()
 
 
 def test_next_links_walk_the_table_of_contents(browser, site_url):

@@ -1,0 +1,51 @@
+"""The book's Sphinx extension (``_config.yml``: ``sphinx: extra_extensions``): what the built
+site needs to work offline, in one place.
+
+* The mask explorer's ES module and data go into ``_static/unet_explorer/``
+  (:func:`unet_book.explorer_widget.publish_to_site`).
+* Each script a page loads is written once (:func:`unique_scripts`). Jupyter Book 1 registers
+  sphinx-thebe's and sphinx-togglebutton's inline scripts twice, and the second
+  ``const THEBE_JS_URL`` is an ``Uncaught SyntaxError`` on every page.
+
+MathJax comes from the site too (``mathjax_path`` in ``_config.yml``: ``make mathjax`` puts the
+pinned npm package under ``_vendor/mathjax``), and myst-nb's widget scripts from CDNs are off
+(``nb_ipywidgets_js: {}``): the explorer is an ES module of the site, no widget manager.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unet_book.explorer_widget import FORMAT, publish_to_site
+
+
+def script_key(script: Any) -> tuple:
+    """What makes two of Sphinx's script entries the same tag: file and attributes (the
+    inline body among them), not the priority; an inline script's file is ``None`` or ``""``
+    (the copy the environment kept), the same."""
+    attributes = getattr(script, "attributes", {}) or {}
+    return (str(getattr(script, "filename", script) or ""), tuple(sorted(
+        (k, str(v)) for k, v in attributes.items())))
+
+
+def unique_scripts(app: Any, pagename: str, templatename: str, context: dict,
+                   doctree: Any) -> None:
+    """Sphinx ``html-page-context`` (late, after the handlers that add scripts, such as
+    MathJax's): drop repeated script entries, keeping the first."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple] = set()
+    kept = []
+    for script in scripts:
+        key = script_key(script)
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    scripts[:] = kept  # in place: it is the builder's list, which later handlers add to
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.connect("html-page-context", unique_scripts, priority=900)
+    app.connect("build-finished", publish_to_site)
+    return {"version": str(FORMAT), "parallel_read_safe": True, "parallel_write_safe": True}
