@@ -1,0 +1,82 @@
+"""The studies as the book shows them (unet_book.evidence): current cells only, older marked."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+
+from unet_book.evidence import (
+    arms_table,
+    claims_table,
+    comparisons_table,
+    plot_curves,
+    provenance_note,
+    study_view,
+    view_line,
+)
+from unet_book.studies import STUDIES
+from unet_core.provenance import dataset_fingerprint
+
+
+def _cell(arm: str, seed: int, auc: float, fp: dict, date: str = "2026-12-02 10:00 UTC") -> dict:
+    return {"arm": arm, "seed": seed, "steps": 1000, "minutes": 2.0, "normalised_minutes": 4.0,
+            "fingerprint": fp, "machine": {"cpu": "test CPU", "matmul_gflops": 800.0},
+            "date": date, "metrics": {"auc_roc": auc, "f1": auc - 0.15},
+            "curve": [{"step": 500, "val_auc_roc": auc - 0.01}, {"step": 1000,
+                                                                "val_auc_roc": auc}]}
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch, small_data_root):
+    monkeypatch.setenv("UNET_DATA_DIR", str(small_data_root))
+    fp = dataset_fingerprint("drive")
+    old = {**fp, "code": "0123456789ab"}
+    cells = [_cell("paper_deformation_1img", s, 0.95 + 0.001 * s, fp) for s in range(3)]
+    cells += [_cell("no_augmentation_1img", s, 0.93 + 0.002 * s, fp) for s in range(3)]
+    cells += [_cell("cpu", 0, 0.99, old, date="2026-11-30 10:00 UTC")]
+    (tmp_path / "drive_recipe.json").write_text(json.dumps({"cells": cells}))
+    return tmp_path
+
+
+def test_only_current_cells_are_shown_and_verdicts_follow_the_rule(results) -> None:
+    view = study_view("drive_recipe", results)
+    assert view.current and len(view.cells) == 6 and view.older == 1
+    assert "6 of 30 cells" in provenance_note(view) and "Older result" not in provenance_note(
+        view)
+    table = comparisons_table(view, claims=("C1",))
+    first = next(line for line in table.splitlines() if "1 training image" in line)
+    assert "| 3 |" in first and "**supported**" in first and "+0.0190" in first
+    assert "incomplete" in table  # the 18-image comparisons have no cells
+    arms = arms_table(view)
+    assert "0.9510 ± 0.0010" in arms and "0.9320 ± 0.0020" in arms
+    assert "6 cells by the current code; 1 cells of other code" in view_line(view)
+
+
+def test_older_cells_are_marked_with_their_code(results, tmp_path) -> None:
+    data = json.loads((results / "drive_recipe.json").read_text())
+    data["cells"] = [c for c in data["cells"] if c["fingerprint"]["code"] == "0123456789ab"]
+    (results / "drive_recipe.json").write_text(json.dumps(data))
+    view = study_view("drive_recipe", results)
+    assert not view.current and len(view.cells) == 1
+    note = provenance_note(view)
+    assert note.startswith("**Older result**") and "0123456789ab" in note
+    assert "OLDER code" in view_line(view)
+
+
+def test_an_empty_study_says_so_and_the_claims_table_lists_every_comparison(results) -> None:
+    view = study_view("isbi_recipe", results)
+    assert view.cells == [] and "has no cells yet" in provenance_note(view)
+    views = {name: study_view(name, results) for name in STUDIES}
+    rows = [line for line in claims_table(views).splitlines() if line.startswith("| C")]
+    assert len(rows) == sum(len(s.comparisons) for s in STUDIES.values() if s.doubles is None)
+
+
+def test_curves_are_drawn_per_arm(results) -> None:
+    view = study_view("drive_recipe", results)
+    fig = plot_curves(view, ["paper_deformation_1img", "no_augmentation_1img"])
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and list(lines[0].get_xdata()) == [500, 1000]
+    assert lines[0].get_ydata()[-1] == pytest.approx(0.951)
+    plt.close(fig)
