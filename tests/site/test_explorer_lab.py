@@ -24,16 +24,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import KEYS, NUMBERS_PATTERN, chrome, missing_browser, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "08_mask_explorer"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-REQUIRED = os.environ.get("UNET_REQUIRE_SITE_TEST") == "1"
 WIDGET = ".unet-explorer-root[data-mode='widget']"
-NUMBERS = re.compile(r"(F1|Se|Sp|precision|AUC) (nan|[0-9.]+)")
-KEYS = {"F1": "f1", "Se": "sensitivity", "Sp": "specificity", "precision": "precision",
-        "AUC": "auc_roc"}
+NUMBERS = re.compile(NUMBERS_PATTERN)
 
 
 def _free_port() -> int:
@@ -50,12 +46,9 @@ def _project_dir(name: str, default: Path) -> str:
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 over a copy of chapter 8: (url, token, process)."""
-    for tool in (CHROMIUM, CHROMEDRIVER):
-        if not (Path(tool).exists() or shutil.which(tool)):
-            reason = f"{tool} not found: install Debian's chromium and chromium-driver"
-            if REQUIRED:
-                pytest.fail(reason)
-            pytest.skip(reason)
+    reason = missing_browser()
+    if reason:
+        skip_or_fail(reason)
     book = tmp_path / "notebooks"
     book.mkdir()
     for suffix in (".ipynb", ".py"):
@@ -102,20 +95,7 @@ def lab(tmp_path):
 
 
 def _chrome():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--window-size=1400,1800",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
-    driver.set_script_timeout(120)
-    return driver
+    return chrome(1400, 1800, timeout=120, log=False)
 
 
 def _wait(driver, script: str, timeout: float, what: str):

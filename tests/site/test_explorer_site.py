@@ -15,17 +15,14 @@ Without a built site or a browser the tests are skipped, unless ``UNET_REQUIRE_S
 from __future__ import annotations
 
 import functools
-import http.server
 import json
-import os
 import re
-import shutil
 import statistics
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import KEYS, NUMBERS_PATTERN, SITE, chrome, site_served
 
 from unet_book.explorer import run_cases
 from unet_book.explorer_widget import SITE_DIR, STEPS
@@ -33,66 +30,15 @@ from unet_core.metrics import confusion_counts, segmentation_metrics
 from unet_core.runs import runs_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = Path(os.environ.get("UNET_SITE_DIR", ROOT / "_build" / "html"))
 PAGE = "notebooks/08_mask_explorer.html"
 SHOTS = SITE.parent / "screenshots"  # the explorer's own screenshots, beside test_site's
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-REQUIRED = os.environ.get("UNET_REQUIRE_SITE_TEST") == "1"
 ROOT_JS = "document.querySelector('.unet-explorer .unet-explorer-root')"
-NUMBERS = re.compile(r"(F1|Se|Sp|precision|AUC) (nan|[0-9.]+)")
-KEYS = {"F1": "f1", "Se": "sensitivity", "Sp": "specificity", "precision": "precision",
-        "AUC": "auc_roc"}
-
-
-def _missing() -> str | None:
-    if not (SITE / PAGE).exists():
-        return f"no built chapter 8 at {SITE / PAGE}: run `make book` first"
-    for tool in (CHROMIUM, CHROMEDRIVER):
-        if not (Path(tool).exists() or shutil.which(tool)):
-            return f"{tool} not found: install Debian's chromium and chromium-driver"
-    return None
-
-
-def _skip_or_fail(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(reason)
-    pytest.skip(reason)
+NUMBERS = re.compile(NUMBERS_PATTERN)
 
 
 @pytest.fixture(scope="module")
 def site_url() -> Iterator[str]:
-    reason = _missing()
-    if reason:
-        _skip_or_fail(reason)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(SITE)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def chrome(width: int = 1280, height: int = 1600):
-    """Headless Chromium that reaches nothing but 127.0.0.1 (and file://)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--window-size={width},{height}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    return driver
+    yield from site_served(PAGE)
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,15 @@ which turns that into a failure.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from browser import SITE, chrome, site_served
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = Path(os.environ.get("UNET_SITE_DIR", ROOT / "_build" / "html"))  # the built book
 SHOTS = SITE.parent / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-REQUIRED = os.environ.get("UNET_REQUIRE_SITE_TEST") == "1"
 
 
 def _toc_pages() -> list[str]:
@@ -54,51 +46,14 @@ def _captioned_figures(page: str) -> int:
                for line in source.read_text().splitlines())
 
 
-def _missing() -> str | None:
-    if not (SITE / "index.html").exists():
-        return f"no built site at {SITE}: run `make book` first"
-    for tool in (CHROMIUM, CHROMEDRIVER):
-        if not (Path(tool).exists() or shutil.which(tool)):
-            return f"{tool} not found: install Debian's chromium and chromium-driver"
-    return None
-
-
 @pytest.fixture(scope="module")
 def site_url() -> Iterator[str]:
-    reason = _missing()
-    if reason:
-        if REQUIRED:
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(SITE))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    yield from site_served()
 
 
 @pytest.fixture(scope="module")
 def browser(site_url: str):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,1600",
-                 # offline: every host name but 127.0.0.1 fails to resolve
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = chrome()
     yield driver
     driver.quit()
 
