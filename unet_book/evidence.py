@@ -30,7 +30,7 @@ from unet_book.studies import (
     verdicts,
 )
 from unet_book.tables import markdown_table
-from unet_core.provenance import dataset_fingerprint
+from unet_core.provenance import dataset_fingerprint, is_current
 
 METRIC_NAMES = {"auc_roc": "AUC-ROC", "f1": "F1", "iou": "IoU", "rand_error": "Rand error",
                 "variation_of_information": "VI (bits)", "pixel_error": "pixel error",
@@ -50,23 +50,12 @@ class StudyView:
     older: int  # cells of other code or data in the file
 
 
-def _matches(cell: dict[str, Any], fp: dict[str, Any]) -> bool:
-    """Whether a cell is current: the current code, and the current data, or (when this
-    build has only the synthetic stand-in) the real data set."""
-    made = cell["fingerprint"]
-    if made["code"] != fp["code"]:
-        return False
-    if fp["data"]["source"] == "synthetic":
-        return made["data"]["source"] == "real"
-    return made["key"] == fp["key"]
-
-
 def study_view(name: str, directory: Path = STUDIES_DIR) -> StudyView:
     study = get_study(name)
     results = load_results(name, directory)
     fp = dataset_fingerprint(study.dataset)
     cells = results.get("cells", [])
-    now = [c for c in cells if _matches(c, fp)]
+    now = [c for c in cells if is_current(c["fingerprint"], fp)]
     if now:
         return StudyView(study, now, True, fp["code"], fp["key"], fp["data"]["source"],
                          len(cells) - len(now))

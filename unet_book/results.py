@@ -40,7 +40,7 @@ from unet_core.metrics import (
     segment_labels,
     segmentation_metrics,
 )
-from unet_core.provenance import dataset_fingerprint, describe
+from unet_core.provenance import dataset_fingerprint, describe, is_current
 from unet_core.runs import MODEL, PROBABILITIES, RunResult, load_model
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
@@ -297,8 +297,7 @@ def result_status(result: dict[str, Any], dataset: str = "drive") -> str:
     ``"current code"``, or a bold "older result" line naming the code it came from."""
     made = result.get("fingerprint")
     now = dataset_fingerprint(dataset)
-    if made and made.get("code") == now["code"] and (
-            made.get("key") == now["key"] or now["data"]["source"] == "synthetic"):
+    if is_current(made, now):
         return f"current code (`{now['code']}`)"
     origin = f"fingerprint `{made['code']}`" if made else (
         f"commit `{result.get('code', 'unknown')}`, before fingerprints were recorded")

@@ -147,6 +147,17 @@ def same_origin(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return all(a.get(k) == b.get(k) for k in ("code", "data"))
 
 
+def is_current(made: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """Whether a result with fingerprint ``made`` is current for ``now``: the same code, and
+    the same data, or, when ``now`` has only the synthetic stand-in, the real data set (a
+    build without the data still shows results made on it by this code)."""
+    if not made or made.get("code") != now["code"]:
+        return False
+    if made.get("key") == now["key"]:
+        return True
+    return now["data"]["source"] == "synthetic" and made.get("data", {}).get("source") == "real"
+
+
 def describe(fp: dict[str, Any] | None) -> str:
     """One line: ``code 1a2b3c4d5e6f, real DRIVE data 9f8e7d6c5b4a (40 files)``."""
     if not fp:
