@@ -3,6 +3,9 @@ site needs to work offline, in one place.
 
 * The mask explorer's ES module and data go into ``_static/unet_explorer/``
   (:func:`unet_book.explorer_widget.publish_to_site`).
+* A ``favicon.ico`` at the site's root (:func:`write_favicon_ico`), the same mark as
+  ``book/favicon.svg``: browsers ask for ``/favicon.ico`` whatever the page links, and a
+  missing one is a 404 in the console.
 * Each script a page loads is written once (:func:`unique_scripts`). Jupyter Book 1 registers
   sphinx-thebe's and sphinx-togglebutton's inline scripts twice, and the second
   ``const THEBE_JS_URL`` is an ``Uncaught SyntaxError`` on every page.
@@ -14,6 +17,7 @@ pinned npm package under ``_vendor/mathjax``), and myst-nb's widget scripts from
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from unet_book.explorer_widget import FORMAT, publish_to_site
@@ -45,7 +49,35 @@ def unique_scripts(app: Any, pagename: str, templatename: str, context: dict,
     scripts[:] = kept  # in place: it is the builder's list, which later handlers add to
 
 
+def favicon_ico(size: int = 32) -> Any:
+    """The book's mark (``book/favicon.svg``: a white U on a blue rounded square) drawn as a
+    ``size`` x ``size`` RGBA image."""
+    from PIL import Image, ImageDraw
+
+    scale = size / 32
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((0, 0, size - 1, size - 1), radius=round(6 * scale), fill="#0072b2")
+    width = max(1, round(4 * scale))
+    # the U: two strokes down from y = 7 to y = 18, joined by a half circle of radius 7
+    left, right, top, middle = 9 * scale, 23 * scale, 7 * scale, 18 * scale
+    draw.line((left, top, left, middle), fill="white", width=width)
+    draw.line((right, top, right, middle), fill="white", width=width)
+    radius = 7 * scale
+    draw.arc((left, middle - radius, right, middle + radius), 0, 180,
+             fill="white", width=width)
+    return image
+
+
+def write_favicon_ico(app: Any, exception: Exception | None) -> None:
+    """Sphinx ``build-finished``: ``favicon.ico`` (16 and 32 px) at the HTML output's root."""
+    if exception is not None or getattr(app.builder, "format", "") != "html":
+        return
+    favicon_ico(32).save(Path(app.outdir) / "favicon.ico", sizes=[(16, 16), (32, 32)])
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", unique_scripts, priority=900)
     app.connect("build-finished", publish_to_site)
+    app.connect("build-finished", write_favicon_ico)
     return {"version": str(FORMAT), "parallel_read_safe": True, "parallel_write_safe": True}

@@ -14,6 +14,7 @@ which turns that into a failure.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,13 @@ def _check_offline_and_clean(browser, site_url: str, page: str) -> int:
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, f"{page}: console errors: {errors}"
     return equations
+
+
+def test_the_site_answers_for_favicon_ico(site_url):
+    """Browsers ask for /favicon.ico whatever a page links: a 404 there is a console error."""
+    with urllib.request.urlopen(f"{site_url}/favicon.ico", timeout=10) as reply:
+        assert reply.status == 200
+        assert reply.read(4) == b"\x00\x00\x01\x00"  # an ICO file's header
 
 
 @pytest.mark.parametrize("page", PAGES)
