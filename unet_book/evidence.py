@@ -10,7 +10,7 @@ current. Used in chapters 6, 7, 9 and 10.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class StudyView:
     data_key: str
     source: str  # "real" or "synthetic": the data the book would use now
     older: int  # cells of other code or data in the file
+    step_times: dict[str, Any] = field(default_factory=dict)  # the equal-time ratio's record
 
 
 def study_view(name: str, directory: Path = STUDIES_DIR) -> StudyView:
@@ -58,19 +59,32 @@ def study_view(name: str, directory: Path = STUDIES_DIR) -> StudyView:
     now = [c for c in cells if is_current(c["fingerprint"], fp)]
     if now:
         return StudyView(study, now, True, fp["code"], fp["key"], fp["data"]["source"],
-                         len(cells) - len(now))
+                         len(cells) - len(now), results.get("step_times") or {})
     latest = max((c["fingerprint"]["code"] for c in cells), default=None,
                  key=lambda code: max(c["date"] for c in cells
                                       if c["fingerprint"]["code"] == code))
     shown = [c for c in cells if c["fingerprint"]["code"] == latest]
     return StudyView(study, shown, False, fp["code"], fp["key"], fp["data"]["source"],
-                     len(cells) - len(shown))
+                     len(cells) - len(shown), results.get("step_times") or {})
 
 
 def _fmt(value: float | None, digits: int = 4, sign: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _equal_time(view: StudyView) -> str:
+    """Where an equal-time arm's steps came from: the step times stored with the study."""
+    if not any(a.equal_time_with for a in view.study.arms):
+        return ""
+    record = view.step_times
+    seconds = record.get("seconds") or {}
+    if not seconds:
+        return " (equal-time arms: their step-time ratio is not measured yet)"
+    times = ", ".join(f"{arm} {t:.3f} s" for arm, t in seconds.items())
+    return (f" (equal-time arms: steps from the step times {times}, measured on "
+            f"{record.get('cpu', '?')} on {record.get('measured', '?')[:10]})")
 
 
 def provenance_note(view: StudyView) -> str:
@@ -90,9 +104,8 @@ def provenance_note(view: StudyView) -> str:
     text = (f"Study `{study.name}`: {len(cells)} of {total} cells; code "
             f"`{', '.join(codes)}` on {kind} {study.dataset} data (`{data['digest']}`), "
             f"trained {dates[0][:16]} to {dates[-1][:16]} on {', '.join(cpus)}; "
-            f"{study.steps} steps per cell (equal-time arms: from the stored step-time "
-            f"ratio), {np.median(walls):.1f} min of training per cell (median; "
-            f"{np.median(norm):.1f} normalised minutes).")
+            f"{study.steps} steps per cell{_equal_time(view)}, {np.median(walls):.1f} min "
+            f"of training per cell (median; {np.median(norm):.1f} normalised minutes).")
     if not view.current:
         text = (f"**Older result**: these cells were made by code `{', '.join(codes)}` or on "
                 f"other data; the current code is `{view.code}` (data key `{view.data_key}`). "
@@ -103,8 +116,26 @@ def provenance_note(view: StudyView) -> str:
     return text
 
 
+def _minutes(cells: Sequence[dict[str, Any]]) -> str:
+    """Mean training minutes per cell, wall and normalised (wall x the machine's matmul
+    GFLOP/s / 400): cells of one arm may come from machines of different speeds."""
+    wall = [c["minutes"] for c in cells if c.get("minutes")]
+    norm = [c["normalised_minutes"] for c in cells if c.get("normalised_minutes")]
+    if not wall:
+        return ""
+    return f"{np.mean(wall):.1f}" + (f" ({np.mean(norm):.1f})" if norm else "")
+
+
+def _machines(cells: Sequence[dict[str, Any]]) -> str:
+    """The CPUs the cells ran on, shortened to vendor and family (``AMD EPYC``)."""
+    names = sorted({" ".join(c["machine"]["cpu"].replace("(R)", "").split()[:2])
+                    for c in cells if c.get("machine")})
+    return ", ".join(names)
+
+
 def arms_table(view: StudyView, metrics: Sequence[str] | None = None) -> str:
-    """Markdown: per arm, the number of seeds and mean ± sd of each metric, steps, minutes."""
+    """Markdown: per arm, the number of seeds and mean ± sd of each metric, steps, minutes
+    (wall and normalised) and the machines the cells ran on."""
     study = view.study
     metrics = list(metrics or (study.metric, *study.secondary))
     rows = []
@@ -118,14 +149,13 @@ def arms_table(view: StudyView, metrics: Sequence[str] | None = None) -> str:
             row.append("" if mean is None else
                        f"{mean:.4f}" + ("" if sd is None else f" ± {sd:.4f}"))
         steps = sorted({c["steps"] for c in mine})
-        minutes = [c["minutes"] for c in mine if c.get("minutes")]
         errors = [c for c in mine if c.get("metrics") is None]
         row[1:1] = [f"{n}" + (f" (+{len(errors)} diverged)" if errors else "")]
-        row += [", ".join(map(str, steps)) or "", f"{np.mean(minutes):.1f}" if minutes else ""]
+        row += [", ".join(map(str, steps)) or "", _minutes(mine), _machines(mine)]
         rows.append(row)
     header = ["arm", "seeds", *(f"{METRIC_NAMES.get(m, m)}, mean ± sd" for m in metrics),
-              "steps", "minutes"]
-    return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
+              "steps", "minutes, wall (normalised)", "machine"]
+    return markdown_table(header, rows, align="l" + "r" * (len(header) - 2) + "l")
 
 
 def comparison_rows(view: StudyView, claims: Sequence[str] | None = None,

@@ -51,7 +51,22 @@ def test_only_current_cells_are_shown_and_verdicts_follow_the_rule(results) -> N
     assert "incomplete" in table  # the 18-image comparisons have no cells
     arms = arms_table(view)
     assert "0.9510 ± 0.0010" in arms and "0.9320 ± 0.0020" in arms
+    row = next(line for line in arms.splitlines() if "0.9510" in line)
+    assert row.endswith("| 1000 | 2.0 (4.0) | test CPU |")  # wall (normalised), machine
     assert "6 cells by the current code; 1 cells of other code" in view_line(view)
+    assert "step-time ratio is not measured yet" in provenance_note(view)
+
+
+def test_the_note_says_where_the_equal_time_ratio_was_measured(results) -> None:
+    data = json.loads((results / "drive_recipe.json").read_text())
+    data["step_times"] = {"seconds": {"cpu": 0.6, "valid_padding_equal_time": 1.35},
+                          "measured": "2026-12-02 18:17 UTC", "cpu": "test CPU"}
+    (results / "drive_recipe.json").write_text(json.dumps(data))
+    note = provenance_note(study_view("drive_recipe", results))
+    assert ("steps from the step times cpu 0.600 s, valid_padding_equal_time 1.350 s, "
+            "measured on test CPU on 2026-12-02") in note
+    # a study without equal-time arms says nothing of step times
+    assert "step time" not in provenance_note(study_view("drive_recipe_2x", results))
 
 
 def test_older_cells_are_marked_with_their_code(results, tmp_path) -> None:
