@@ -80,5 +80,12 @@ def test_a_run_folder_from_before_the_new_config_fields_resumes_to_the_same_weig
                   log=lambda _: None)
     a, b = (torch.load(r.run_dir / "model.pt", weights_only=True)["model"]
             for r in (resumed, fresh))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # bit-equal on the CPU that wrote the fixture (AMD EPYC); on another CPU its step-4 state
+    # carries that CPU's bf16 kernel rounding (3e-8 measured on an Intel Xeon, where two fresh
+    # runs are bit-equal). Steps 5-6 move the state by ~0.3, so a resume that lost a step, the
+    # optimizer or the schedule is far outside this bound.
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    moved = torch.load(RUN_V1 / "checkpoint.pt", weights_only=True)["model"]
+    assert max((moved[k].float() - b[k].float()).abs().max().item() for k in b) > 1e-2
     assert finished_run(run_dir, cfg) is not None
