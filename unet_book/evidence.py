@@ -96,14 +96,13 @@ def provenance_note(view: StudyView) -> str:
                 f"its {total} cells are missing.")
     codes = sorted({c["fingerprint"]["code"] for c in cells})
     dates = sorted(c["date"] for c in cells)
-    cpus = sorted({c["machine"]["cpu"] for c in cells})
     data = cells[0]["fingerprint"]["data"]
     kind = "real" if data["source"] == "real" else "SYNTHETIC stand-in"
     walls = [c["minutes"] for c in cells if c.get("minutes")]
     norm = [c["normalised_minutes"] for c in cells if c.get("normalised_minutes")]
     text = (f"Study `{study.name}`: {len(cells)} of {total} cells; code "
             f"`{', '.join(codes)}` on {kind} {study.dataset} data (`{data['digest']}`), "
-            f"trained {dates[0][:16]} to {dates[-1][:16]} on {', '.join(cpus)}; "
+            f"trained {dates[0][:16]} to {dates[-1][:16]} on {_machines(cells)}; "
             f"{study.steps} steps per cell{_equal_time(view)}, {np.median(walls):.1f} min "
             f"of training per cell (median; {np.median(norm):.1f} normalised minutes).")
     if not view.current:

@@ -95,3 +95,12 @@ def test_curves_are_drawn_per_arm(results) -> None:
     assert len(lines) == 2 and list(lines[0].get_xdata()) == [500, 1000]
     assert lines[0].get_ydata()[-1] == pytest.approx(0.951)
     plt.close(fig)
+
+
+def test_the_note_names_the_machines_by_vendor_and_family(results) -> None:
+    data = json.loads((results / "drive_recipe.json").read_text())
+    data["cells"][0]["machine"]["cpu"] = "AMD EPYC 9454 48-Core Processor"
+    data["cells"][1]["machine"]["cpu"] = "Intel(R) Xeon(R) Processor"
+    (results / "drive_recipe.json").write_text(json.dumps(data))
+    note = provenance_note(study_view("drive_recipe", results))
+    assert "on AMD EPYC, Intel Xeon, test CPU;" in note and "9454" not in note
