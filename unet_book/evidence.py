@@ -9,6 +9,7 @@ current. Used in chapters 6, 7, 9 and 10.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from unet_book.studies import (
     budget_verdict,
     get_study,
     load_results,
+    source_digest,
     verdicts,
 )
 from unet_book.tables import markdown_table
@@ -231,6 +233,39 @@ def claims_table(views: dict[str, StudyView]) -> str:
     return markdown_table(["claim", "section", "comparison (the paper's arm first)", "seeds",
                            "verdict", "at twice the steps", "overall"], rows,
                           align="lllrlll")
+
+
+GPU_CELL = "gpu_paper_isbi.json"  # written by benchmarks/gpu_paper_isbi.py on a CUDA machine
+
+
+def gpu_cell_note(directory: Path = STUDIES_DIR) -> str:
+    """Markdown: the stated GPU cell beside C4 (the ``paper`` profile at full width on ISBI
+    2012, one seed, a time budget; outside the verdicts), or that there is none. A cell made
+    from other sources than the current ones is marked with the code version it came from."""
+    path = directory / GPU_CELL
+    if not path.exists():
+        return ("**No GPU cell yet.** The paper's recipe at full width (64 channels) needs a "
+                "CUDA machine; none has run `bash benchmarks/gpu_check.sh DATA_DIR` "
+                "(`benchmarks/gpu_paper_isbi.py`) for this project so far.")
+    cell = json.loads(path.read_text())
+    dev = cell.get("device", {})
+    where = dev.get("gpu") or dev.get("device", "?")
+    m = cell.get("metrics") or {}
+    data = cell["fingerprint"]["data"]
+    kind = "real" if data["source"] == "real" else "SYNTHETIC stand-in"
+    text = (f"GPU cell, outside the verdicts (one seed, a time budget, another machine): "
+            f"{cell.get('label', cell['arm'])}, seed {cell['seed']}, {cell['steps']} steps in "
+            f"{cell['minutes']:.1f} min of training on {where} ({dev.get('precision', '?')}, "
+            f"torch {dev.get('torch', '?')}), {kind} ISBI 2012 data: held-out Rand error "
+            f"{_fmt(m.get('rand_error'))}, VI {_fmt(m.get('variation_of_information'))} bits, "
+            f"pixel error {_fmt(m.get('pixel_error'))}; {cell['date']}, sources "
+            f"`{cell['source_digest']}` (code version `{cell.get('code_version', '?')}`).")
+    if cell.get("quick"):
+        text = "**A dry run, not a result** (`--quick`: 4 steps at width 8). " + text
+    if cell["source_digest"] != source_digest():
+        text = (f"**Older result**: made from other sources than the current ones "
+                f"(`{source_digest()}`). " + text)
+    return text
 
 
 def view_line(view: StudyView) -> str:

@@ -25,6 +25,7 @@ threshold is chosen on training images, the steps are fixed in advance.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ from typing import Any
 from scipy import stats as scipy_stats
 
 from unet_core.config import TrainConfig
+from unet_core.provenance import PACKAGE_DIR, covered_modules
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "studies"
 VERDICTS = ("supported", "contradicted", "undecided", "incomplete")
@@ -240,6 +242,18 @@ def budget_verdict(verdict_1x: str, verdict_2x: str) -> str:
 
 
 # -- results files -------------------------------------------------------------------------------
+def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the text of the modules the code fingerprint covers, without the torch and NumPy
+    versions: equal on a machine with another torch build (a GPU machine's) when the sources
+    are the same. The raw text, not the syntax tree, because ``ast.dump`` differs between
+    Python versions; so a docstring edit changes it (the cell is then shown as older)."""
+    h = hashlib.sha256()
+    for path in covered_modules(package_dir):
+        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def results_path(name: str, directory: Path = STUDIES_DIR) -> Path:
     return directory / f"{name}.json"
 
