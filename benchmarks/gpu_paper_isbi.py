@@ -23,6 +23,7 @@ Needs only what the GPU machine's image has (torch, numpy, scipy, scikit-image).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -35,11 +36,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_book.studies import STUDIES_DIR, cell_metrics, get_study, source_digest  # noqa: E402
+from unet_book.studies import STUDIES_DIR, get_study, result_fields, source_digest  # noqa: E402
 from unet_core.atomic import write_json  # noqa: E402
 from unet_core.compute import code_version  # noqa: E402
 from unet_core.config import TrainConfig  # noqa: E402
-from unet_core.devices import choose_precision, environment, pick_device  # noqa: E402
+from unet_core.runs import ENVIRONMENT  # noqa: E402
 from unet_core.train import train  # noqa: E402
 
 ARM = "paper_w64_gpu"
@@ -59,20 +60,15 @@ def run(data: Path, device: str, minutes: float, quick: bool) -> dict[str, Any]:
     cfg = config(device, minutes, quick)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(cfg, Path(tmp) / "run", data_root=data, progress=False,
+        run_dir = Path(tmp) / "run"
+        result = train(cfg, run_dir, data_root=data, progress=False,
                        log=lambda m: print("  " + m, flush=True))
-    dev = pick_device(device)
+        used = json.loads((run_dir / ENVIRONMENT).read_text())  # the device training ran on
     return {
         "arm": ARM, "label": LABEL, "seed": cfg.seed, "steps": result.steps,
-        "config": cfg.to_dict(), "config_key": cfg.key(),
-        "minutes": round(result.train_minutes, 5),
+        "config": cfg.to_dict(), "config_key": cfg.key(), **result_fields(result),
         "wall_minutes": round((time.perf_counter() - t0) / 60, 5),
-        "stopped_by": result.stopped_by, "fingerprint": result.provenance,
-        "source_digest": source_digest(), "metrics": cell_metrics(result.metrics),
-        "threshold": result.metrics["test"]["threshold"],
-        "curve": [{k: h[k] for k in ("step", "minutes", "loss", "val_auc_roc", "val_f1")
-                   if k in h} for h in result.history],
-        "device": environment(dev, choose_precision(dev, cfg.bf16)),
+        "source_digest": source_digest(), "device": used,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": code_version(),
         "quick": quick,
     }

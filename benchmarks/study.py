@@ -30,11 +30,11 @@ import torch
 from unet_book.studies import (
     STUDIES,
     Study,
-    cell_metrics,
     current_cells,
     equal_time_steps,
     get_study,
     load_results,
+    result_fields,
     results_path,
 )
 from unet_core.atomic import write_json
@@ -131,15 +131,9 @@ def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
                      "fingerprint": dataset_fingerprint(cfg.dataset)})
         return cell
     wall = (time.perf_counter() - t0) / 60
-    cell.update({
-        "minutes": round(result.train_minutes, 5), "wall_minutes": round(wall, 5),
-        "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5),
-        "stopped_by": result.stopped_by, "fingerprint": result.provenance,
-        "metrics": cell_metrics(result.metrics),
-        "threshold": result.metrics["test"]["threshold"],
-        "curve": [{k: h[k] for k in ("step", "minutes", "loss", "val_auc_roc", "val_f1")
-                   if k in h} for h in result.history],
-    })
+    cell.update(result_fields(result))
+    cell.update({"wall_minutes": round(wall, 5),
+                 "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5)})
     return cell
 
 

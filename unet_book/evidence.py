@@ -262,9 +262,9 @@ def gpu_cell_note(directory: Path = STUDIES_DIR) -> str:
             f"`{cell['source_digest']}` (code version `{cell.get('code_version', '?')}`).")
     if cell.get("quick"):
         text = "**A dry run, not a result** (`--quick`: 4 steps at width 8). " + text
-    if cell["source_digest"] != source_digest():
+    if cell["source_digest"] != (current := source_digest()):
         text = (f"**Older result**: made from other sources than the current ones "
-                f"(`{source_digest()}`). " + text)
+                f"(`{current}`). " + text)
     return text
 
 

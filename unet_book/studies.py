@@ -282,6 +282,19 @@ def cell_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def result_fields(result: Any) -> dict[str, Any]:
+    """What a cell records of a finished training (``unet_core.train.train``'s result): the
+    training minutes, why it stopped, its provenance, the test metrics and threshold and the
+    validation curve."""
+    return {
+        "minutes": round(result.train_minutes, 5), "stopped_by": result.stopped_by,
+        "fingerprint": result.provenance, "metrics": cell_metrics(result.metrics),
+        "threshold": result.metrics["test"]["threshold"],
+        "curve": [{k: h[k] for k in ("step", "minutes", "loss", "val_auc_roc", "val_f1")
+                   if k in h} for h in result.history],
+    }
+
+
 def current_cells(results: Mapping[str, Any], code: str, data_key: str | None = None,
                   ) -> list[dict[str, Any]]:
     """The cells made by code ``code`` (and, if given, on the data with provenance key
