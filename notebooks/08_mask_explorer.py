@@ -49,12 +49,12 @@ import time
 import numpy as np
 from IPython.display import display
 
-from unet_book.experiments import load_or_train, notebook_config
+from unet_book.experiments import HEADLINE_SETTINGS, load_or_train, notebook_config
 from unet_book.explorer import gallery, list_runs, run_cases, window
 from unet_book.explorer_widget import MODULE, MaskExplorer, encode_case, export_static, site_html
 
 # the training chapter's run: loaded from runs/ (trained if this chapter runs alone)
-run = load_or_train(notebook_config({}), progress=False)
+run = load_or_train(notebook_config({}, **HEADLINE_SETTINGS), progress=False)
 cases = run_cases(run.run_dir)
 # its test images for this page: one data file each and an index, in <run>/explorer/
 site = export_static(run.run_dir)

@@ -4,6 +4,7 @@ directory."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,21 @@ from unet_book.experiments import load_or_train  # noqa: E402
 from unet_core.config import TrainConfig  # noqa: E402
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012  # noqa: E402
 from unet_core.model import UNet  # noqa: E402
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` imported as a module (benchmarks is no package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``benchmark_script("study")``: a benchmarks/ script as a module."""
+    return load_benchmark
 
 
 @pytest.fixture(autouse=True)

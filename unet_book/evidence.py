@@ -26,6 +26,7 @@ from unet_book.studies import (
     Verdict,
     arm_summary,
     budget_verdict,
+    cell_metrics,
     get_study,
     load_results,
     source_digest,
@@ -275,3 +276,49 @@ def view_line(view: StudyView) -> str:
     whose = "the current code" if view.current else "OLDER code (marked where shown)"
     return (f"{view.study.name}: {len(view.cells)} cells by {whose}; {view.older} cells of "
             "other code or data kept in the file as history")
+
+
+def live_cell_note(run: Any, study_name: str, arm: str, directory: Path = STUDIES_DIR) -> str:
+    """Markdown: a chapter's live run beside the study's record of the same cell and the
+    spread of that arm over its seeds (the study's metric, and F1 or the secondary metric).
+
+    The live run is the cell when its config is the cell's config (same key); otherwise, as
+    under the smoke profile or with a changed parameter, the note names the fields in which
+    it differs and shows only the arm's spread."""
+    view = study_view(study_name, directory)
+    study, seed = view.study, run.config.seed
+    cell_cfg = study.config(arm, seed=seed)
+    shown = [study.metric, *(("f1",) if study.dataset == "drive" else study.secondary[:1])]
+    summaries = [(m, *arm_summary(view.cells, arm, m)) for m in shown]
+    spread = [f"{METRIC_NAMES[m]} {_fmt(mean)} ± {_fmt(sd)}" for m, n, mean, sd in summaries
+              if n]
+    if spread:
+        arm_text = (f"The arm `{arm}` over its {summaries[0][1]} seeds in the study: "
+                    f"{', '.join(spread)}"
+                    + ("" if view.current else " (**older result**, other code or data)") + ".")
+    else:
+        arm_text = f"The study has no cells of the arm `{arm}` yet."
+    if run.config.key() != cell_cfg.key():
+        ours, theirs = run.config.to_dict(), cell_cfg.to_dict()
+        fields = [f"{k}={ours[k]!r} (cell: {theirs[k]!r})" for k in ours
+                  if ours[k] != theirs.get(k)]
+        return (f"This run is not the cell (`{arm}`, seed {seed}) of the study "
+                f"`{study_name}`: it differs in {', '.join(fields)}. {arm_text}")
+    live = cell_metrics(run.metrics)
+    values = ", ".join(f"{METRIC_NAMES[m]} **{_fmt(live.get(m))}**" for m in shown)
+    text = (f"This run is the cell (`{arm}`, seed {seed}) of the study `{study_name}`, "
+            f"config `{cell_cfg.key()}`, trained again by this build: {values}. ")
+    record = [c for c in view.cells if c["arm"] == arm and c["seed"] == seed]
+    if record:
+        c = record[-1]
+        where = " ".join(c["machine"]["cpu"].replace("(R)", "").split()[:2])
+        diffs = ", ".join(
+            f"{METRIC_NAMES[m]} {_fmt(c['metrics'].get(m))} (this build minus the record "
+            f"{_fmt(live[m] - c['metrics'][m], sign=True)})" for m in shown
+            if live.get(m) is not None and c["metrics"].get(m) is not None)
+        text += (f"The study's record of the same cell ({where}, {c['date'][:10]}, code "
+                 f"`{c['fingerprint']['code']}`): {diffs}. The two are two trainings of one "
+                 "config by one code; they need not agree bit for bit"
+                 + (" (`deterministic` is off)" if not run.config.deterministic else "")
+                 + ". ")
+    return text + arm_text

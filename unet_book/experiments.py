@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from unet_book.studies import get_study
 from unet_core.config import PROFILES, TrainConfig, check_names
 from unet_core.curves import save_curves
 from unet_core.provenance import dataset_fingerprint, describe
@@ -157,9 +158,26 @@ def train_for_minutes(
 
 
 # -- the book's experiments --------------------------------------------------------------------
+def study_cell_settings(study: str, arm: str) -> dict[str, Any]:
+    """The settings that make a notebook's run one cell of a study: the fields in which the
+    cell's config differs from its profile's defaults (the seed is left to the notebook, whose
+    default, 0, is the study's first seed).
+
+    The book's live runs are cells of the committed studies, so that a chapter can set the run
+    it trained beside the study's record of the same cell and the spread over its seeds."""
+    cfg = get_study(study).config(arm, seed=0)
+    default = TrainConfig.from_profile(cfg.profile)
+    return {name: getattr(cfg, name) for name in TrainConfig.field_names()
+            if name not in ("profile", "seed") and getattr(cfg, name) != getattr(default, name)}
+
+
+#: The study cell of the book's headline run (chapters 5, 6, 8, 9): the ``cpu`` profile at
+#: 2000 steps with test-time augmentation off, the ``cpu`` arm of ``drive_recipe_2x``.
+HEADLINE_CELL: tuple[str, str] = ("drive_recipe_2x", "cpu")
+HEADLINE_SETTINGS: dict[str, Any] = study_cell_settings(*HEADLINE_CELL)
+
 #: The ISBI 2012 chapter: the paper's task with the paper's loss (Eq. 1 with the weight map of
-#: Eq. 2), trained on the slices before the gap (isbi_gap), evaluated on slices 25-29.
-ISBI_SETTINGS: dict[str, Any] = {
-    "dataset": "isbi2012", "loss": "weighted_ce", "val_images": 0, "tune_threshold": False,
-    "steps": 1200, "eval_every": 200,
-}
+#: Eq. 2): the arm ``w0_10`` of ``isbi_recipe`` (slices 0-20 train, 21-22 validate, 23-24 are
+#: the gap, 25-29 are held out).
+ISBI_CELL: tuple[str, str] = ("isbi_recipe", "w0_10")
+ISBI_SETTINGS: dict[str, Any] = study_cell_settings(*ISBI_CELL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import pytest
@@ -11,6 +12,7 @@ from unet_book.evidence import (
     arms_table,
     claims_table,
     comparisons_table,
+    live_cell_note,
     plot_curves,
     provenance_note,
     study_view,
@@ -104,3 +106,36 @@ def test_the_note_names_the_machines_by_vendor_and_family(results) -> None:
     (results / "drive_recipe.json").write_text(json.dumps(data))
     note = provenance_note(study_view("drive_recipe", results))
     assert "on AMD EPYC, Intel Xeon, test CPU;" in note and "9454" not in note
+
+
+# -- a chapter's live run beside its study cell ------------------------------------------------
+def _live(cfg, auc: float) -> SimpleNamespace:
+    return SimpleNamespace(config=cfg, metrics={"test": {"pooled": {"auc_roc": auc,
+                                                                     "f1": auc - 0.15}}})
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_live_run_of_a_study_cell_is_set_beside_its_record(results, seed) -> None:
+    study = STUDIES["drive_recipe"]
+    cfg = study.config("paper_deformation_1img", seed=seed)
+    note = live_cell_note(_live(cfg, 0.96), "drive_recipe", "paper_deformation_1img", results)
+    recorded = 0.95 + 0.001 * seed
+    assert f"seed {seed}) of the study `drive_recipe`, config `{cfg.key()}`" in note
+    assert "AUC-ROC **0.9600**" in note
+    assert f"AUC-ROC {recorded:.4f} (this build minus the record {0.96 - recorded:+.4f})" in note
+    assert "over its 3 seeds in the study: AUC-ROC 0.9510 ± 0.0010" in note
+
+
+def test_a_run_that_is_not_the_cell_says_how_it_differs(results) -> None:
+    cfg = STUDIES["drive_recipe"].config("paper_deformation_1img", seed=0)
+    other = type(cfg).from_dict({**cfg.to_dict(), "steps": 7})
+    note = live_cell_note(_live(other, 0.9), "drive_recipe", "paper_deformation_1img", results)
+    assert note.startswith("This run is not the cell")
+    assert "steps=7 (cell: 1000)" in note and "**" not in note.split(".")[0]
+    assert "0.9510 ± 0.0010" in note  # the arm's spread is still shown
+
+
+def test_an_arm_without_cells_says_so(results) -> None:
+    cfg = STUDIES["drive_recipe"].config("sgd", seed=0)
+    note = live_cell_note(_live(cfg, 0.9), "drive_recipe", "sgd", results)
+    assert "no cells of the arm `sgd` yet" in note and "record" not in note

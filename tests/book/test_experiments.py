@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 
 from unet_book.experiments import (
+    HEADLINE_CELL,
+    HEADLINE_SETTINGS,
+    ISBI_CELL,
     ISBI_SETTINGS,
     budgeted_run_name,
     collect_parameters,
     default_profile,
     load_or_train,
     notebook_config,
+    study_cell_settings,
     train_for_minutes,
 )
+from unet_book.studies import get_study
 from unet_core.config import TrainConfig
 from unet_core.runs import finished_run
 
@@ -83,7 +88,33 @@ def test_notebook_config_none_keeps_profile_values(monkeypatch):
 def test_notebook_config_parameters_override_fixed_settings():
     cfg = notebook_config({"profile": "cpu", "steps": 10}, **ISBI_SETTINGS)
     assert cfg.dataset == "isbi2012" and cfg.loss == "weighted_ce" and cfg.steps == 10
-    assert cfg.val_images == 0
+    assert cfg.val_images == 2 and cfg.w0 == 10.0
+
+
+@pytest.mark.parametrize(("cell", "settings", "params"), [
+    (HEADLINE_CELL, HEADLINE_SETTINGS, {"profile": None, "dataset": "drive", "steps": None}),
+    (ISBI_CELL, ISBI_SETTINGS, {"profile": None, "w0": 10.0, "steps": None}),
+])
+def test_the_books_live_runs_are_study_cells(monkeypatch, cell, settings, params):
+    """Chapters 5 and 7 train, with their default parameters, exactly the config of a cell of
+    a committed study (seed 0), so the chapters can set the run beside the cell's record."""
+    monkeypatch.delenv("UNET_PROFILE", raising=False)
+    study, arm = cell
+    cfg = notebook_config(params, **settings)
+    assert cfg == get_study(study).config(arm, seed=0)
+    assert cfg.key() == get_study(study).config(arm, seed=0).key()
+    assert cfg.tta == "none" and cfg.steps == get_study(study).steps
+    assert notebook_config({**params, "seed": 2}, **settings) == get_study(study).config(
+        arm, seed=2)
+
+
+def test_study_cell_settings_hold_only_what_differs_from_the_profile():
+    assert HEADLINE_SETTINGS == {"steps": get_study("drive_recipe_2x").steps,
+                                 "eval_every": get_study("drive_recipe_2x").steps // 5,
+                                 "tta": "none"}
+    assert study_cell_settings("drive_recipe", "no_batch_norm")["batch_norm"] is False
+    with pytest.raises(ValueError, match="its arms: cpu"):
+        study_cell_settings("drive_recipe", "bn")
 
 
 def test_smoke_profile_keeps_its_own_sizes():

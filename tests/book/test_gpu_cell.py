@@ -3,7 +3,6 @@ how the claims page shows it (unet_book.evidence.gpu_cell_note)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,26 +12,17 @@ from unet_book.evidence import GPU_CELL, gpu_cell_note
 from unet_book.studies import source_digest
 from unet_core.data import write_synthetic_isbi2012
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("gpu_paper_isbi",
-                                                  ROOT / "benchmarks" / "gpu_paper_isbi.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory) -> Path:
+def dry_run(benchmark_script, tmp_path_factory) -> Path:
     """The script's dry run (--device cpu --quick) on a synthetic ISBI 2012 of 30 slices of
     392 px (a 572-px valid tile needs at least 388)."""
     root = tmp_path_factory.mktemp("gpu")
     write_synthetic_isbi2012(root / "data" / "isbi2012", n_train=30, n_test=1, size=392, seed=2,
                              scale=0.5)
-    assert _script().main([str(root / "data"), "--device", "cpu", "--quick",
-                           "--out", str(root / "out")]) == 0
+    script = benchmark_script("gpu_paper_isbi")
+    assert script.main([str(root / "data"), "--device", "cpu", "--quick",
+                        "--out", str(root / "out")]) == 0
     return root / "out"
 
 
@@ -51,8 +41,8 @@ def test_the_dry_run_writes_one_cell_of_the_paper_recipe(dry_run) -> None:
     assert cell["fingerprint"]["data"]["source"] == "real"  # files given, not the stand-in
 
 
-def test_the_full_run_is_the_paper_width_stopped_by_time() -> None:
-    cfg = _script().config("cpu", 3.5, quick=False)
+def test_the_full_run_is_the_paper_width_stopped_by_time(benchmark_script) -> None:
+    cfg = benchmark_script("gpu_paper_isbi").config("cpu", 3.5, quick=False)
     assert cfg.base_channels == 64 and cfg.time_budget_min == 3.5 and cfg.steps >= 10_000
     assert cfg.tta == "none" and not cfg.tune_threshold  # as the isbi_recipe cells
 
@@ -61,14 +51,14 @@ def test_the_full_run_is_the_paper_width_stopped_by_time() -> None:
     (["--minutes", "9"], "--minutes 9.0: expected more than 0 and at most 4.5"),
     (["--device", "cpu", "--minutes", "0"], "expected more than 0"),
 ])
-def test_bad_arguments_get_one_line(tmp_path, capsys, args, message) -> None:
-    assert _script().main([str(tmp_path), "--device", "cpu", *args]) == 2
+def test_bad_arguments_get_one_line(benchmark_script, tmp_path, capsys, args, message) -> None:
+    assert benchmark_script("gpu_paper_isbi").main([str(tmp_path), "--device", "cpu", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_a_missing_data_folder_is_named(tmp_path, capsys) -> None:
-    assert _script().main([str(tmp_path / "nope"), "--device", "cpu"]) == 2
+def test_a_missing_data_folder_is_named(benchmark_script, tmp_path, capsys) -> None:
+    assert benchmark_script("gpu_paper_isbi").main([str(tmp_path / "nope"), "--device", "cpu"]) == 2
     assert f"data folder {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
 
 

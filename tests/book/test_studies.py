@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -22,15 +20,6 @@ from unet_book.studies import (
     verdict,
     verdicts,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _runner():
-    spec = importlib.util.spec_from_file_location("study_runner", ROOT / "benchmarks" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- the verdict rule ---------------------------------------------------------------------------
@@ -119,9 +108,9 @@ def smoke_study(monkeypatch, tmp_path, small_data_root) -> Study:
     return study
 
 
-def test_runner_trains_missing_cells_records_them_and_resumes(smoke_study, tmp_path,
-                                                              capsys) -> None:
-    runner = _runner()
+def test_runner_trains_missing_cells_records_them_and_resumes(benchmark_script, smoke_study,
+                                                              tmp_path, capsys) -> None:
+    runner = benchmark_script("study")
     out_dir = tmp_path / "results"
     args = ["smoke_test", "--results-dir", str(out_dir)]
     assert runner.main([*args, "--seeds", "0", "--arms", "plain,same_time"]) == 0
@@ -149,8 +138,8 @@ def test_runner_trains_missing_cells_records_them_and_resumes(smoke_study, tmp_p
         before)["cells"]
 
 
-def test_runner_refuses_unknown_names(smoke_study, tmp_path, capsys) -> None:
-    runner = _runner()
+def test_runner_refuses_unknown_names(benchmark_script, smoke_study, tmp_path, capsys) -> None:
+    runner = benchmark_script("study")
     assert runner.main(["nosuch", "--cells"]) == 2
     assert "unknown study 'nosuch'; the studies: " in capsys.readouterr().err
     assert runner.main(["smoke_test", "--arms", "plain,bogus"]) == 2
