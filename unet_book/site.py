@@ -6,6 +6,9 @@ site needs to work offline, in one place.
 * A ``favicon.ico`` at the site's root (:func:`write_favicon_ico`), the same mark as
   ``book/favicon.svg``: browsers ask for ``/favicon.ico`` whatever the page links, and a
   missing one is a 404 in the console.
+* The ``first-builds`` directive: the table of measured first builds
+  (:func:`unet_book.builds.first_build_markdown` of ``benchmarks/results/first_build.json``),
+  parsed as MyST where the page puts it, so the reproduce page types no duration by hand.
 * Each script a page loads is written once (:func:`unique_scripts`). Jupyter Book 1 registers
   sphinx-thebe's and sphinx-togglebutton's inline scripts twice, and the second
   ``const THEBE_JS_URL`` is an ``Uncaught SyntaxError`` on every page.
@@ -76,7 +79,34 @@ def write_favicon_ico(app: Any, exception: Exception | None) -> None:
     favicon_ico(32).save(Path(app.outdir) / "favicon.ico", sizes=[(16, 16), (32, 32)])
 
 
+def first_builds_directive() -> type:
+    """The ``first-builds`` directive class (made here so that importing this module does
+    not import docutils): no arguments, no content; the page is read again when the results
+    file changes (a dependency of the document)."""
+    from docutils import nodes
+    from docutils.parsers.rst import Directive
+    from docutils.statemachine import StringList
+
+    from unet_book import builds
+
+    class FirstBuilds(Directive):
+        has_content = False
+
+        def run(self) -> list:
+            env = getattr(self.state.document.settings, "env", None)
+            if env is not None:
+                env.note_dependency(str(builds.RESULTS))
+            text = builds.first_build_markdown(builds.load_builds(builds.RESULTS))
+            container = nodes.container(classes=["first-builds"])
+            self.state.nested_parse(StringList(text.splitlines(), source=str(builds.RESULTS)),
+                                    self.content_offset, container)
+            return [container]
+
+    return FirstBuilds
+
+
 def setup(app: Any) -> dict[str, Any]:
+    app.add_directive("first-builds", first_builds_directive())
     app.connect("html-page-context", unique_scripts, priority=900)
     app.connect("build-finished", publish_to_site)
     app.connect("build-finished", write_favicon_ico)

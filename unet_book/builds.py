@@ -1,0 +1,149 @@
+"""The measured first builds of the book as one table, for the README and the reproduce page.
+
+``benchmarks/first_build.py`` times a fresh clone's first ``make book`` (real data, default
+profile, ``.venv`` included) and a rebuild, and appends one record per commit to
+``benchmarks/results/first_build.json``. This module turns those records into the table both
+pages show (the reproduce page through the ``first-builds`` directive of
+:mod:`unet_book.site`, the README by a test that fails when its copy drifts), so no duration
+is typed by hand. Two records are a *pair*, whose ratio may be read, only when they were
+measured on the same kind of machine: the same CPU model and core count, the bf16 matmul rate
+within :data:`PAIR_TOLERANCE`, within :data:`PAIR_HOURS` of each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from unet_book.tables import markdown_table
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "first_build.json"
+PAIR_TOLERANCE = 0.10  # largest relative difference of two builds' GFLOP/s in a pair
+PAIR_HOURS = 24.0  # largest time between two builds in a pair
+# rows of the table: (label, chapter numbers whose execution seconds they add up)
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("chapters 1-4 (no training)", ("01", "02", "03", "04")),
+    ("chapter 5: the live DRIVE training and its test evaluation", ("05",)),
+    ("chapter 6: results", ("06",)),
+    ("chapter 7: ISBI 2012", ("07",)),
+    ("chapters 8-10", ("08", "09", "10")),
+)
+
+
+def load_builds(path: Path = RESULTS) -> list[dict]:
+    """The records of ``path``, oldest first (an empty list when there is no file)."""
+    if not path.exists():
+        return []
+    records = json.loads(path.read_text())
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of build records")
+    return sorted(records, key=lambda r: r["date"])
+
+
+def _gflops(record: dict) -> float:
+    machine = record["machine"]
+    return (machine["bf16_gflops_before"] + machine["bf16_gflops_after"]) / 2
+
+
+def is_pair(a: dict, b: dict) -> bool:
+    """Whether two records were measured on the same kind of machine, close in time."""
+    same_cpu = (a["machine"]["cpu"], a["machine"]["cores"]) == (b["machine"]["cpu"],
+                                                                b["machine"]["cores"])
+    rate = abs(_gflops(a) / _gflops(b) - 1) <= PAIR_TOLERANCE
+    hours = abs((dt.datetime.fromisoformat(a["date"])
+                 - dt.datetime.fromisoformat(b["date"])).total_seconds()) / 3600
+    return same_cpu and rate and hours <= PAIR_HOURS
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _chapter_seconds(record: dict, numbers: Sequence[str]) -> float | None:
+    times = [s for name, s in record["chapter_execution_s"].items()
+             if name[:2] in numbers and s is not None]
+    return sum(times) if times else None
+
+
+def _column(record: dict) -> list[str]:
+    total = record["first_build_min"] * 60
+    cells = []
+    for _, numbers in GROUPS:
+        seconds = _chapter_seconds(record, numbers)
+        cells.append("-" if seconds is None else _duration(seconds))
+    executed = sum(s for s in record["chapter_execution_s"].values() if s is not None)
+    cells.append(_duration(total - executed))
+    cells.append(f"**{record['first_build_min']:.1f} min**")
+    cells.append(f"{record['first_build_normalised_min']:.1f}")
+    cells.append(_duration(record["rebuild_s"]))
+    return cells
+
+
+def _header(record: dict) -> str:
+    machine = record["machine"]
+    return (f"{record['commit'][:7]}, {record['date'][:10]}, {machine['cpu']} "
+            f"({machine['cores']} cores, {_gflops(record):.0f} GFLOP/s bf16)")
+
+
+def first_build_markdown(records: Sequence[dict]) -> str:
+    """The table of first builds, newest first, and a sentence per pair with the newest."""
+    if not records:
+        return "No first build has been measured yet (`benchmarks/first_build.py`)."
+    newest_first = list(reversed(records))
+    labels = [label for label, _ in GROUPS] + [
+        "`.venv`, installs, rendering (the rest)", "**first build in all**",
+        "normalised minutes (wall x GFLOP/s / 400)", "second `make book`, nothing changed"]
+    columns = [_column(r) for r in newest_first]
+    body = [[label, *(c[i] for c in columns)] for i, label in enumerate(labels)]
+    table = markdown_table(["step of `UNET_DATA_DIR=../shared/data make book`",
+                            *map(_header, newest_first)], body,
+                           align="l" + "r" * len(columns))
+    newest, older = newest_first[0], newest_first[1:]
+    sentences = [] if not older else [
+        f"Two builds are a pair when they ran on the same CPU model and number of cores, their "
+        f"bf16 matmul rates within {PAIR_TOLERANCE:.0%} of each other, at most "
+        f"{PAIR_HOURS:.0f} h apart."]
+    for other in older:
+        ratio = newest["first_build_min"] / other["first_build_min"]
+        if is_pair(newest, other):
+            sentences.append(
+                f"Measured as a pair on one machine, the first build of {newest['commit'][:7]} "
+                f"took {ratio:.2f} of the time of {other['commit'][:7]}'s "
+                f"({newest['first_build_min']:.1f} min against "
+                f"{other['first_build_min']:.1f} min).")
+        else:
+            sentences.append(
+                f"{newest['commit'][:7]} ({newest['date'][:10]}) and {other['commit'][:7]} "
+                f"({other['date'][:10]}) are not a pair: a ratio of their times would mix the "
+                f"change of code with the change of machine.")
+    return "\n\n".join([table, *sentences])
+
+
+README = RESULTS.parents[2] / "README.md"
+BEGIN, END = "<!-- first-builds: made by python -m unet_book.builds -->", "<!-- /first-builds -->"
+
+
+def readme_block(text: str) -> str | None:
+    """The part of ``text`` between the README's first-builds markers (``None`` if absent)."""
+    start, stop = text.find(BEGIN), text.find(END)
+    if start < 0 or stop < start:
+        return None
+    return text[start + len(BEGIN):stop].strip("\n")
+
+
+def write_readme(readme: Path = README, results: Path = RESULTS) -> bool:
+    """Put the current table between the markers of ``readme``; ``True`` if it changed."""
+    text = readme.read_text()
+    if readme_block(text) is None:
+        raise SystemExit(f"{readme}: expected the markers {BEGIN!r} and {END!r}")
+    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
+    new = text[:start] + "\n" + first_build_markdown(load_builds(results)) + "\n" + text[stop:]
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    print(f"{README}: {'updated' if write_readme() else 'already current'}")
