@@ -115,7 +115,8 @@ def first_build_markdown(records: Sequence[dict]) -> str:
                 f"{other['first_build_min']:.1f} min).")
         else:
             sentences.append(
-                f"{newest['commit'][:7]} ({newest['date'][:10]}) and {other['commit'][:7]} "
+                f"{newest['commit'][:7]} on the {newest['machine']['cpu']} and "
+                f"{other['commit'][:7]} on the {other['machine']['cpu']} "
                 f"({other['date'][:10]}) are not a pair: a ratio of their times would mix the "
                 f"change of code with the change of machine.")
     return "\n\n".join([table, *sentences])
