@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from unet_book import builds
 from unet_book.explorer_widget import FORMAT, publish_to_site
 
 
@@ -86,8 +87,6 @@ def first_builds_directive() -> type:
     from docutils import nodes
     from docutils.parsers.rst import Directive
     from docutils.statemachine import StringList
-
-    from unet_book import builds
 
     class FirstBuilds(Directive):
         has_content = False
