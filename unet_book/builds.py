@@ -126,21 +126,28 @@ README = RESULTS.parents[2] / "README.md"
 BEGIN, END = "<!-- first-builds: made by python -m unet_book.builds -->", "<!-- /first-builds -->"
 
 
-def readme_block(text: str) -> str | None:
-    """The part of ``text`` between the README's first-builds markers (``None`` if absent)."""
+def _block_span(text: str) -> tuple[int, int] | None:
+    """Where the table goes in ``text``: from after the begin marker to the end marker."""
     start, stop = text.find(BEGIN), text.find(END)
     if start < 0 or stop < start:
         return None
-    return text[start + len(BEGIN):stop].strip("\n")
+    return start + len(BEGIN), stop
+
+
+def readme_block(text: str) -> str | None:
+    """The part of ``text`` between the README's first-builds markers (``None`` if absent)."""
+    span = _block_span(text)
+    return None if span is None else text[span[0]:span[1]].strip("\n")
 
 
 def write_readme(readme: Path = README, results: Path = RESULTS) -> bool:
     """Put the current table between the markers of ``readme``; ``True`` if it changed."""
     text = readme.read_text()
-    if readme_block(text) is None:
+    span = _block_span(text)
+    if span is None:
         raise SystemExit(f"{readme}: expected the markers {BEGIN!r} and {END!r}")
-    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
-    new = text[:start] + "\n" + first_build_markdown(load_builds(results)) + "\n" + text[stop:]
+    table = first_build_markdown(load_builds(results))
+    new = text[:span[0]] + "\n" + table + "\n" + text[span[1]:]
     if new != text:
         readme.write_text(new)
     return new != text
