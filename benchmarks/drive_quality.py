@@ -102,7 +102,7 @@ def main() -> int:
 
 def _one_seed(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Steps 1-3 for one seed: the budget, the calibrated steps, the run and its test metrics."""
-    dtype = training_dtype(cfg.bf16)
+    dtype = training_dtype(cfg)  # the precision this machine trains cfg in
     wall0 = time.perf_counter()
     rate0 = matmul_gflops(dtype)
     scale = rate0 / REFERENCE_GFLOPS  # normalised minutes per wall minute

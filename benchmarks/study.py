@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,12 @@ from unet_core.compute import (
     code_version,
     matmul_gflops,
     normalised_minutes,
+    run_dtype,
     training_dtype,
 )
-from unet_core.devices import processor_name
+from unet_core.devices import cpu_kind, processor_name
 from unet_core.provenance import dataset_fingerprint
-from unet_core.runs import runs_dir
+from unet_core.runs import ENVIRONMENT, runs_dir
 from unet_core.train import TrainingDiverged, TrainingInterrupted, seconds_per_step, train
 
 
@@ -56,7 +59,7 @@ def _now() -> str:
 
 
 def _machine(gflops: float, dtype: torch.dtype) -> dict[str, Any]:
-    return {"cpu": processor_name(), "threads": torch.get_num_threads(),
+    return {"cpu": processor_name(), "cpu_kind": cpu_kind(), "threads": torch.get_num_threads(),
             "matmul_dtype": str(dtype).removeprefix("torch."), "matmul_gflops": round(gflops, 1)}
 
 
@@ -117,7 +120,9 @@ def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> st
 
 
 def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
-             gflops: float, dtype: torch.dtype) -> dict[str, Any]:
+             rate: Callable[[torch.dtype], float]) -> dict[str, Any]:
+    """Train one cell and record it; its normalised minutes use the matmul rate (``rate``) of
+    the precision the run trained in (its ``environment.json``)."""
     cfg = study.config(arm, seed, steps)
     run_dir = runs_dir() / f"study-{study.name}-{arm}-s{seed}-{key}"
     print(f"[{_now()}] {study.name}: {arm} seed {seed}, {steps} steps -> {run_dir}", flush=True)
@@ -127,13 +132,18 @@ def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
     try:
         result = train(cfg, run_dir, progress=False, log=lambda m: print("  " + m, flush=True))
     except TrainingDiverged as err:
+        dtype = training_dtype(cfg)
         cell.update({"metrics": None, "error": str(err).split(";")[0], "minutes": None,
-                     "fingerprint": dataset_fingerprint(cfg.dataset)})
+                     "fingerprint": dataset_fingerprint(cfg.dataset),
+                     "machine": _machine(rate(dtype), dtype)})
         return cell
     wall = (time.perf_counter() - t0) / 60
+    dtype = run_dtype(json.loads((result.run_dir / ENVIRONMENT).read_text()))
+    gflops = rate(dtype)
     cell.update(result_fields(result))
     cell.update({"wall_minutes": round(wall, 5),
-                 "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5)})
+                 "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5),
+                 "machine": _machine(gflops, dtype)})
     return cell
 
 
@@ -166,10 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     if fp["data"]["source"] != "real":
         print(f"note: {study.dataset} is the synthetic stand-in here: these cells are not "
               "results on the real data", flush=True)
-    dtype = training_dtype(True)
-    gflops = matmul_gflops(dtype)
-    print(f"matmul {gflops:.0f} GFLOP/s in {dtype} (a normalised minute is "
-          f"{REFERENCE_GFLOPS:.0f} GFLOP/s)", flush=True)
+    rates: dict[torch.dtype, float] = {}
+
+    def rate(dtype: torch.dtype) -> float:  # measured once per dtype, before the first cell
+        if dtype not in rates:
+            rates[dtype] = matmul_gflops(dtype)
+            print(f"matmul {rates[dtype]:.0f} GFLOP/s in {dtype} (a normalised minute is "
+                  f"{REFERENCE_GFLOPS:.0f} GFLOP/s)", flush=True)
+        return rates[dtype]
+
+    rate(training_dtype(study.config(arms[0], seed=0)))
     done = {(c["arm"], c["seed"]) for c in current_cells(results, code, key)}
     todo = [(a, s) for s in seeds for a in arms if (a, s) not in done]
     if not todo:
@@ -179,12 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     for arm, seed in todo:
         steps = equal_time_steps(study, study.arm(arm), seconds)
         try:
-            cell = run_cell(study, arm, seed, steps, key, gflops, dtype)
+            cell = run_cell(study, arm, seed, steps, key, rate)
         except TrainingInterrupted as stop:  # the checkpoint is written: rerun to resume
             print(f"interrupted: {stop}", file=sys.stderr)
             return stop.exit_code
-        cell.update({"machine": _machine(gflops, dtype), "date": _now(),
-                     "code_version": code_version()})
+        cell.update({"date": _now(), "code_version": code_version()})
         results = load_results(study.name, directory)  # another process may have added cells
         results["cells"] = [c for c in results.get("cells", [])
                             if not (c["arm"] == arm and c["seed"] == seed

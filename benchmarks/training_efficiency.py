@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path,
                         default=Path("benchmarks/results/training_efficiency"))
     args = parser.parse_args()
-    dtype = training_dtype(True)
+    dtype = training_dtype()
     rate0 = matmul_gflops(dtype)
     profile = profile_rows([int(w) for w in args.widths.split(",")], rate0)
     width64 = _typical_vs_ours(args.iters)

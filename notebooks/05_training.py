@@ -100,8 +100,10 @@ print(f"the headline cell: arm {HEADLINE_CELL[1]!r} of the study {HEADLINE_CELL[
 # weighted cross-entropy, elastic deformation, drop-out at the end of the contracting path);
 # the learning rate and the number of steps are not in the paper and are our guesses. The
 # `cpu` profile is this project's default, chosen for speed on a 2-core CPU: a 16-channel
-# net with batch norm, same padding, bf16 autocast and channels-last memory
-# ({ref}`chap-padding` shows that same padding with overlap-tile blending costs little).
+# net with batch norm and same padding, in the precision and memory format measured fastest on
+# the machine that trains it (`unet_core.placement`: fp32 or bf16 autocast, NCHW or
+# channels-last; {ref}`chap-padding` shows that same padding with overlap-tile blending costs
+# little).
 #
 # The run this chapter trains, the book's *headline run*, is not a new configuration: it is
 # one cell of the seeded study `drive_recipe_2x` ({ref}`chap-results`), the `cpu` profile's
@@ -127,9 +129,10 @@ display(Markdown(markdown_table(
 #
 # Each step draws a batch of random patches (with their mirrored context, their augmentation
 # and, for the paper's loss, their weight maps; `unet_core.data.sampler.PatchSampler`) and
-# calls `train_step`: the forward pass under bf16 autocast when the profile asks for it, the
-# loss in fp32, and one optimiser step, skipped when the loss is not finite (the run then
-# stops with the last good checkpoint kept). The loop around it (`unet_core.train.train`)
+# calls `train_step`: the forward pass in the precision chosen for training (bf16 autocast
+# where it measured faster than fp32 on this machine), the loss in fp32, and one optimiser
+# step, skipped when the loss is not finite (the run then stops with the last good checkpoint
+# kept). The loop around it (`unet_core.train.train`)
 # adds the schedule, validation passes, checkpoints and the final evaluation.
 
 # %%

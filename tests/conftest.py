@@ -1,13 +1,19 @@
 """Shared test settings: deterministic torch seed for every test (NumPy code takes Generators),
-matplotlib without a display (every figure closed after each test), and a tiny synthetic data
-directory."""
+matplotlib without a display (every figure closed after each test), a cache directory of the
+session's own, and a tiny synthetic data directory."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
+
+# The suite never reads or writes the developer's cache (unet_core.placement's timings, the
+# provenance probe): one fresh cache for the session, shared with the subprocesses it starts.
+os.environ["UNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="unet-test-cache-")
 
 matplotlib.use("Agg")  # before any test module imports pyplot
 

@@ -187,6 +187,7 @@ def test_a_cpu_without_bf16_trains_in_fp32_and_says_so(tmp_path, data, monkeypat
     assert any("fp32: this CPU has no native bf16" in s for s in said)
     env = json.loads((result.run_dir / "environment.json").read_text())
     assert env["precision"] == "fp32" and env["device"] == "cpu" and env["threads"] == 1
+    assert set(env["placement"]["train"]["seconds"]) == {"fp32/contiguous", "fp32/channels_last"}
 
 
 def test_deterministic_mode_trains_and_resumes_to_the_same_weights(tmp_path, data, one_thread):

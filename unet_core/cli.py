@@ -37,6 +37,7 @@ from unet_core.data.splits import load_data
 from unet_core.devices import DEVICES
 from unet_core.evaluation import evaluate
 from unet_core.model import UNet
+from unet_core.placement import MEMORY_FORMATS, PRECISIONS
 from unet_core.predict import (
     FOV_MODES,
     IMAGE_SUFFIXES,
@@ -84,6 +85,25 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(option, dest=f.name, type=kind, default=None)
 
 
+def _add_placement_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="inference precision (default: the run's, auto: the faster on this "
+                             "machine, measured once; unet_core.placement)")
+    parser.add_argument("--memory-format", choices=MEMORY_FORMATS, default=None,
+                        help="inference memory format (default: the run's, auto: as above)")
+
+
+def _placed(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """``cfg`` with ``--precision`` and ``--memory-format`` applied (each overrides the older
+    switch too: ``--precision bf16`` on a run trained with ``bf16=False``)."""
+    changes: dict[str, object] = {}
+    if args.precision is not None:
+        changes |= {"precision": args.precision, "bf16": True}
+    if args.memory_format is not None:
+        changes |= {"memory_format": args.memory_format, "channels_last": True}
+    return TrainConfig.from_dict(cfg.to_dict() | changes) if changes else cfg
+
+
 def _probability(text: str) -> float:
     try:
         value = float(text)
@@ -127,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", type=Path, default=None)
     ev.add_argument("--tta", choices=TTA_MODES, default=None)
     ev.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
+    _add_placement_options(ev)
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics here")
 
     pr = sub.add_parser("predict", help="segment image files and folders (any format and size)",
@@ -144,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
                          "view of a fundus photograph, write it as <stem>_fov.png and set the "
                          "mask to background outside it (an estimate)")
     pr.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
+    _add_placement_options(pr)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("images", nargs="+", type=Path, help="image files and folders of images")
     return parser
@@ -230,6 +252,7 @@ def _load_model(args: argparse.Namespace) -> tuple[UNet, TrainConfig, float]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     model, cfg, threshold = _load_model(args)
+    cfg = _placed(cfg, args)
     if args.tta is not None:
         cfg = TrainConfig.from_dict(cfg.to_dict() | {"tta": args.tta})
     data = load_data(cfg, args.data_dir)
@@ -262,6 +285,7 @@ def _file_error(path: Path, exc: Exception) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     model, cfg, threshold = _load_model(args)
+    cfg = _placed(cfg, args)
     threshold = threshold if args.threshold is None else args.threshold
     summary = predict_files(
         model, cfg, args.images, args.output, threshold=threshold, tile=args.tile,

@@ -28,7 +28,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from unet_core.devices import choose_precision, processor_name
+from unet_core.config import TrainConfig
+from unet_core.devices import processor_name
+from unet_core.placement import choose
+from unet_core.recipe import build_model, input_channels
 
 #: The matmul rate (GFLOP/s) that defines a normalised minute.
 REFERENCE_GFLOPS = 400.0
@@ -50,10 +53,23 @@ def matmul_gflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048,
     return best
 
 
-def training_dtype(bf16: bool) -> torch.dtype:
-    """The dtype a CPU run's convolutions compute in: what
-    :func:`~unet_core.devices.choose_precision` picks (bf16 where the CPU has it natively)."""
-    return choose_precision(torch.device("cpu"), bf16).autocast or torch.float32
+#: ``environment.json``'s precision names and their dtypes.
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16,
+                                  "fp16": torch.float16}
+
+
+def training_dtype(cfg: TrainConfig | None = None) -> torch.dtype:
+    """The dtype a CPU run of ``cfg`` (default: the ``cpu`` profile on DRIVE) trains in: the
+    precision :func:`unet_core.placement.choose` gives its network on this machine (measured
+    once, then cached), so that a normalised minute uses the matmul rate of that dtype."""
+    cfg = cfg or TrainConfig()
+    model = build_model(cfg, input_channels(cfg))
+    return choose(cfg, model, torch.device("cpu"), "train").precision.autocast or torch.float32
+
+
+def run_dtype(environment: dict[str, Any]) -> torch.dtype:
+    """The dtype a run trained in, from its ``environment.json``."""
+    return DTYPES[str(environment.get("precision", "fp32"))]
 
 
 def normalised_minutes(wall_minutes: float, gflops: float) -> float:
@@ -70,7 +86,7 @@ def training_flops(step: Any) -> int:
 
 def machine_summary(dtype: torch.dtype | None = None) -> dict[str, Any]:
     """CPU model, thread count, torch version and this moment's matmul rate in ``dtype``."""
-    dtype = dtype or training_dtype(True)
+    dtype = dtype or training_dtype()
     return {"cpu": processor_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "matmul_dtype": str(dtype).removeprefix("torch."),
             "matmul_gflops": round(matmul_gflops(dtype), 1)}

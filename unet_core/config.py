@@ -31,23 +31,25 @@ from unet_core.devices import DEVICES
 from unet_core.losses import LOSS_NAMES as LOSSES
 from unet_core.model import PADDINGS
 from unet_core.optim import OPTIMIZERS, SCHEDULERS
+from unet_core.placement import MEMORY_FORMATS, PRECISIONS
 from unet_core.thresholds import THRESHOLD_IMAGES
 from unet_core.tiling import TTA_MODES
 from unet_core.validation import check_choice
 
 # Every choice list is defined next to the code that implements it and imported from there:
-__all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "LOSSES", "OPTIMIZERS",
-           "PADDINGS", "PROFILES", "SCHEDULERS", "THRESHOLD_IMAGES", "TTA_MODES",
-           "TrainConfig", "check_names"]
+__all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "LOSSES", "MEMORY_FORMATS",
+           "OPTIMIZERS", "PADDINGS", "PRECISIONS", "PROFILES", "SCHEDULERS", "THRESHOLD_IMAGES",
+           "TTA_MODES", "TrainConfig", "check_names"]
 
 
 #: Fields that never change what a run computes: where it runs and how often it checkpoints.
-RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every")
+RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every", "memory_format")
 #: Fields added after the first run folders were written, with the value that reproduces what
 #: those runs did (a stored config without the field is read with this value).
 ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1,
                                 "ema_decay": 0.0, "compile": False, "elastic_tile": 0,
-                                "train_images": 0, "isbi_gap": 0}
+                                "train_images": 0, "isbi_gap": 0, "precision": "auto",
+                                "memory_format": "auto"}
 
 
 def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -128,10 +130,14 @@ class TrainConfig:
     tta: str = "flips"  # test-time augmentation: one of TTA_MODES (none, flips, d4)
     keep_snapshots: bool = False  # keep the weights of every validation step (for curves)
 
-    # --- precision and device -----------------------------------------------------------------
-    bf16: bool = True  # mixed precision where the device has it (unet_core.devices): bf16 on
-    # CPUs with native bf16 (~2x here) and on bf16 GPUs, fp16 + gradient scaler on other GPUs
-    channels_last: bool = True  # NHWC memory format
+    # --- precision and device (unet_core.placement) -------------------------------------------
+    precision: str = "auto"  # one of PRECISIONS: auto times fp32 against bf16 autocast (where
+    # the CPU computes bf16 natively) and takes the faster, separately for training and
+    # inference; fp32 or bf16 force it. GPUs: auto is bf16, or fp16 + gradient scaler
+    memory_format: str = "auto"  # one of MEMORY_FORMATS: auto times NCHW (contiguous) against
+    # NHWC (channels_last), chosen together with the precision
+    bf16: bool = True  # False: fp32 whatever `precision` says (the older switch; the paper's)
+    channels_last: bool = True  # False: contiguous whatever `memory_format` says (older switch)
     device: str = "auto"  # one of DEVICES
     threads: int = 0  # torch threads (0: leave torch's default)
     deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
@@ -161,6 +167,8 @@ class TrainConfig:
             ("device", DEVICES),
             ("channels", CHANNELS),
             ("tta", TTA_MODES),
+            ("precision", PRECISIONS),
+            ("memory_format", MEMORY_FORMATS),
             ("threshold_images", THRESHOLD_IMAGES),
             ("profile", tuple(PROFILES)),
         ):
@@ -193,6 +201,12 @@ class TrainConfig:
             )
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if self.precision == "bf16" and not self.bf16:
+            raise ValueError("precision='bf16' contradicts bf16=False (which means fp32); drop "
+                             "one of them")
+        if self.memory_format == "channels_last" and not self.channels_last:
+            raise ValueError("memory_format='channels_last' contradicts channels_last=False "
+                             "(which means contiguous); drop one of them")
         if self.w0 < 0 or self.wmap_sigma <= 0:
             raise ValueError(
                 f"weight map needs w0 >= 0 and wmap_sigma > 0, got {self.w0!r}, {self.wmap_sigma!r}"

@@ -119,12 +119,38 @@ def environment(device: torch.device, precision: Precision) -> dict[str, object]
         "device": device.type, "precision": precision.name, "threads": torch.get_num_threads(),
         "torch": str(torch.__version__), "numpy": str(np.__version__),
         "python": platform.python_version(),
-        "machine": platform.machine(), "processor": processor_name(),
+        "machine": platform.machine(), "processor": processor_name(), "cpu_kind": cpu_kind(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = str(torch.version.cuda)
     return info
+
+
+def cpu_features() -> list[str]:
+    """The instruction-set extensions of this CPU that decide which kernels PyTorch runs
+    (from ``/proc/cpuinfo``; empty where it cannot be read)."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "asimd",
+              "sve")
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in present]
+    except OSError:
+        pass
+    return []
+
+
+def cpu_kind() -> str:
+    """The processor and the extensions that change its numerics and speed, e.g. ``AMD EPYC
+    (avx2)`` or ``AMD EPYC (avx2 avx512f avx512_bf16, native bf16)``: two machines of one kind
+    run the same CPU kernels (one model name alone does not say it: both AMD EPYCs this project
+    met are called ``AMD EPYC``)."""
+    features = " ".join(cpu_features()) or "unknown extensions"
+    native = ", native bf16" if cpu_supports_bf16() else ""
+    return f"{processor_name()} ({features}{native})"
 
 
 def processor_name() -> str:

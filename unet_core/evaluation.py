@@ -21,36 +21,44 @@ import torch
 
 from unet_core.config import TrainConfig
 from unet_core.data.splits import DataBundle, Example
-from unet_core.devices import choose_precision
 from unet_core.losses import foreground_probability
 from unet_core.metrics import evaluate_set, pixel_error, rand_error, variation_of_information
 from unet_core.model import UNet
+from unet_core.placement import INFER_BATCH, Placement, choose, in_memory_format
 from unet_core.thresholds import f1_optimum
 from unet_core.tiling import predict_tiled
 
 
-def predict_probability(model: UNet, image: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+def predict_probability(model: UNet, image: np.ndarray, cfg: TrainConfig,
+                        placement: Placement | None = None) -> np.ndarray:
     """Foreground probability ``(H, W)`` of a prepared ``(H, W, C)`` image (overlap-tile).
 
-    Runs on the model's device, in that device's mixed precision when ``cfg.bf16`` asks for it
-    (:func:`unet_core.devices.choose_precision`), under ``torch.inference_mode``.
+    Runs on the model's device under ``torch.inference_mode``, in the inference placement
+    (precision and memory format) that :func:`unet_core.placement.choose` gives ``cfg`` on this
+    machine, unless ``placement`` is given. The model is put in that memory format for the call
+    and back afterwards, so the same weights give the same numbers during training and after
+    :func:`unet_core.runs.load_model` (the memory format alone changes fp32 convolutions in the
+    7th digit on some CPUs).
     """
     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, 2, 0)))  # (C, H, W)
     device = next(model.parameters()).device
-    logits = predict_tiled(
-        model, x, cfg.eval_tile, tta=cfg.tta, batch_size=4,
-        autocast_dtype=choose_precision(device, cfg.bf16).autocast,
-    )  # (K, H, W)
+    placement = placement or choose(cfg, model, device, "infer")
+    with in_memory_format(model, placement.channels_last):
+        logits = predict_tiled(
+            model, x, cfg.eval_tile, tta=cfg.tta, batch_size=INFER_BATCH,
+            autocast_dtype=placement.precision.autocast,
+        )  # (K, H, W)
     return foreground_probability(logits[None])[0].numpy()
 
 
 def evaluate(
     model: UNet, examples: Sequence[Example], cfg: TrainConfig, threshold: float,
-    probs: list[np.ndarray] | None = None,
+    probs: list[np.ndarray] | None = None, placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``model`` on ``examples`` (pooled, mean and per image)."""
+    """Metrics of ``model`` on ``examples`` (pooled, mean and per image); ``placement`` as in
+    :func:`predict_probability`."""
     if probs is None:
-        probs = [predict_probability(model, e.image, cfg) for e in examples]
+        probs = [predict_probability(model, e.image, cfg, placement) for e in examples]
     targets = [e.target for e in examples]
     fovs = None if examples[0].fov is None else [e.fov for e in examples]
     result: dict[str, Any] = {"threshold": threshold, "images": [e.name for e in examples]}
@@ -82,6 +90,7 @@ def _optimum(probs: Sequence[np.ndarray], examples: Sequence[Example]) -> dict[s
 
 def choose_threshold(
     model: UNet, data: DataBundle, cfg: TrainConfig, val_probs: list[np.ndarray] | None = None,
+    placement: Placement | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """The binarisation threshold of a trained model, and a record of how it was chosen.
 
@@ -96,10 +105,10 @@ def choose_threshold(
         return cfg.threshold, choice | {"threshold": cfg.threshold}
     if data.val:
         if val_probs is None:
-            val_probs = [predict_probability(model, e.image, cfg) for e in data.val]
+            val_probs = [predict_probability(model, e.image, cfg, placement) for e in data.val]
         choice["validation"] = _optimum(val_probs, data.val)
     if cfg.threshold_images == "training_set":
-        probs = [predict_probability(model, e.image, cfg) for e in data.train]
+        probs = [predict_probability(model, e.image, cfg, placement) for e in data.train]
         choice["training_set"] = _optimum(probs + list(val_probs or []), [*data.train, *data.val])
     threshold = float(choice[cfg.threshold_images]["threshold"])
     return threshold, choice | {"threshold": threshold}

@@ -30,6 +30,12 @@ def out_channels_for(loss: str) -> int:
     return 2 if loss == "weighted_ce" else 1
 
 
+def input_channels(cfg: TrainConfig) -> int:
+    """The input channels of ``cfg``'s data without loading it: DRIVE's colour photographs keep
+    three with ``channels="rgb"`` and one otherwise; ISBI 2012's slices are greyscale."""
+    return 3 if cfg.dataset == "drive" and cfg.channels == "rgb" else 1
+
+
 def build_model(cfg: TrainConfig, in_channels: int) -> UNet:
     return UNet(
         in_channels,

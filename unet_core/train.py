@@ -62,6 +62,7 @@ from unet_core.ema import WeightAverage
 from unet_core.evaluation import choose_threshold, evaluate, predict_probability
 from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
+from unet_core.placement import Placement, choose, is_channels_last
 from unet_core.provenance import describe, fingerprint, same_origin
 from unet_core.recipe import build_model, build_optimizer, build_sampler, build_scheduler
 from unet_core.runs import (
@@ -125,15 +126,16 @@ def train_step(
 ) -> StepResult:
     """One optimisation step on a batch of patches.
 
-    The forward pass runs under the device's mixed precision (``precision``, by default
-    :func:`~unet_core.devices.choose_precision` of ``cfg.bf16``) and in channels-last layout
-    when the config asks for it; the loss is computed in fp32. No step is taken when the loss
+    The forward pass runs under ``precision`` (by default the device's mixed precision,
+    :func:`~unet_core.devices.choose_precision` of ``cfg.bf16``; :func:`train` passes the one
+    :mod:`unet_core.placement` chose) and in the model's memory format (the batch is put in
+    channels-last when the model is); the loss is computed in fp32. No step is taken when the loss
     is not finite (``agree_finite`` makes every process agree on that first) or, without a
     gradient scaler, when the gradient norm is not finite. ``cfg.grad_clip > 0`` clips the norm.
     """
     precision = precision or choose_precision(device, cfg.bf16)
     x = batch.image.to(device)  # (N, C, H_in, W_in)
-    if cfg.channels_last:
+    if is_channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device_type=device.type, dtype=precision.autocast or torch.bfloat16,
                         enabled=precision.autocast is not None):
@@ -181,12 +183,13 @@ def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> flo
     device = pick_device(cfg.device)
     data = load_data(cfg)
     model = build_model(cfg, data.in_channels).to(device)
-    if cfg.channels_last:
+    placement = choose(cfg, model, device, "train")
+    precision = placement.precision
+    if placement.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     sampler = build_sampler(cfg, model, data.train)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    precision = choose_precision(device, cfg.bf16)
     scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
     net = torch.compile(model) if cfg.compile else model  # compiled in the warm-up steps
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
@@ -211,7 +214,8 @@ class _Run:
     cfg: TrainConfig
     run_dir: Path
     device: torch.device
-    precision: Precision
+    placement: Placement  # training's precision and memory format (unet_core.placement)
+    inference: Placement  # evaluation's, chosen separately
     group: Distributed
     data: DataBundle
     model: UNet  # the network itself (what is saved and evaluated)
@@ -228,6 +232,10 @@ class _Run:
     provenance: dict[str, Any] = field(default_factory=dict)  # unet_core.provenance.fingerprint
     resumed_from: int | None = None
     saved_step: int | None = None  # the step of the last checkpoint written
+
+    @property
+    def precision(self) -> Precision:
+        return self.placement.precision
 
     def evaluated(self) -> UNet:
         """The network that is evaluated and saved: the weight average, or ``model``."""
@@ -273,6 +281,9 @@ class _Run:
 
     def _environment(self) -> dict[str, Any]:
         return {**environment(self.device, self.precision),
+                "memory_format": self.placement.memory_format,
+                "placement": {"train": self.placement.as_dict(),
+                              "infer": self.inference.as_dict()},
                 "world_size": self.group.world_size, "backend": self.group.backend}
 
 
@@ -304,7 +315,6 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = rank_device(pick_device(cfg.device), group)
-    precision = choose_precision(device, cfg.bf16)
     _determinism(cfg, device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -313,10 +323,13 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     kind = "SYNTHETIC stand-in" if data.synthetic else "real"
     log(f"data: {cfg.dataset} from {data.root} ({kind}), {len(data.train)} train / "
         f"{len(data.val)} val / {len(data.test)} test images")
-    log(f"device: {device}, precision: {precision.note}"
-        + (f", {group.world_size} processes ({group.backend})" if group.active else ""))
     model = build_model(cfg, data.in_channels).to(device)
-    if cfg.channels_last:
+    placement = choose(cfg, model, device, "train")
+    inference = choose(cfg, model, device, "infer")
+    log(f"device: {device}, training: {placement.describe()}, inference: "
+        f"{inference.describe()}"
+        + (f", {group.world_size} processes ({group.backend})" if group.active else ""))
+    if placement.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if group.active:
@@ -331,10 +344,10 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     scheduler = build_scheduler(cfg, optimizer)
     sampler = build_sampler(cfg, model, data.train, rank=group.rank)
     loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
+    scaler = torch.amp.GradScaler(device.type) if placement.precision.grad_scaler else None
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    return _Run(cfg, run_dir, device, precision, group, data, model, net, optimizer, scheduler,
-                sampler, loss_fn, scaler, ema=ema, provenance=made_by)
+    return _Run(cfg, run_dir, device, placement, inference, group, data, model, net, optimizer,
+                scheduler, sampler, loss_fn, scaler, ema=ema, provenance=made_by)
 
 
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
@@ -380,6 +393,10 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
     if before and before.get("device") != run.device.type:
         log(f"warning: {run.checkpoint} was written on {before.get('device')}, resuming on "
             f"{run.device.type}: the run continues, but not bit for bit as it would have there")
+    elif before.get("precision", run.precision.name) != run.precision.name:
+        log(f"warning: {run.checkpoint} was trained in {before['precision']}, resuming in "
+            f"{run.precision.name} (this machine's choice): the run continues, but not bit for "
+            "bit as it would have in one precision")
     log(f"resumed from {run.checkpoint} at step {run.step}")
 
 
@@ -390,7 +407,8 @@ def _validate_and_save(run: _Run, mean_loss: float) -> None:
     evaluated = run.evaluated() if run.group.is_main else run.model
     if run.data.val and run.group.is_main:
         evaluated.eval()
-        res = evaluate(evaluated, run.data.val, run.cfg, run.cfg.threshold)
+        res = evaluate(evaluated, run.data.val, run.cfg, run.cfg.threshold,
+                       placement=run.inference)
         run.model.train()
         row.update({"val_auc_roc": res["pooled"]["auc_roc"], "val_f1": res["pooled"]["f1"]})
     run.history.append(row)
@@ -413,17 +431,19 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
                          data.synthetic, run.resumed_from, stopped_by)
     model = run.evaluated()
     model.eval()
-    val_probs = [predict_probability(model, e.image, cfg) for e in data.val] or None
-    threshold, choice = choose_threshold(model, data, cfg, val_probs)
+    placement = run.inference
+    val_probs = [predict_probability(model, e.image, cfg, placement) for e in data.val] or None
+    threshold, choice = choose_threshold(model, data, cfg, val_probs, placement=placement)
     metrics = {
         "dataset": cfg.dataset, "synthetic": data.synthetic, "provenance": run.provenance,
         "finished_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "steps": run.step, "train_minutes": run.minutes, "stopped_by": stopped_by,
         "threshold_choice": choice,
-        "test": evaluate(model, data.test, cfg, threshold),
+        "test": evaluate(model, data.test, cfg, threshold, placement=placement),
     }
     if data.val:
-        metrics["val"] = evaluate(model, data.val, cfg, threshold, val_probs)
+        metrics["val"] = evaluate(model, data.val, cfg, threshold, val_probs,
+                                  placement=placement)
     write_metrics(run.run_dir, metrics)
     save_model(run.run_dir, model, cfg, data.in_channels, threshold)
     pooled = metrics["test"]["pooled"]
@@ -567,5 +587,5 @@ def _diverged(run: _Run, loss: torch.Tensor, norm: torch.Tensor | None) -> Train
             else f"gradient norm became {norm.item()} (loss {loss.item():.4g})")
     return TrainingDiverged(
         f"{what} at step {run.step + 1} of run {run.run_dir}; stopped. Last good checkpoint: "
-        f"{last}. Try a lower lr (now {run.cfg.lr}), grad_clip, or bf16=False."
+        f"{last}. Try a lower lr (now {run.cfg.lr}), grad_clip, or precision='fp32'."
     )
