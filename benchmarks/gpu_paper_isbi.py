@@ -14,8 +14,8 @@ VI, pixel error). The data folder is an argument: a GPU machine has no copy of t
 Writes ``gpu_paper_isbi.json`` into ``--out`` (default ``benchmarks/results/studies``): one
 cell in the study cells' format (arm, seed, steps, minutes, fingerprint, machine, date,
 metrics, curve) plus ``device`` and ``source_digest``, the hash of the covered ``unet_core``
-sources without the torch and NumPy versions (the GPU machine's torch differs from the pinned
-CPU build, so its code fingerprint always does: the book compares the sources). The book shows
+sources (the GPU machine's libraries differ from the pinned CPU build, so its code
+fingerprint, probed with them, may differ: the book compares the sources). The book shows
 this cell beside C4, outside the verdicts: one seed, a time budget, another machine.
 Needs only what the GPU machine's image has (torch, numpy, scipy, scikit-image).
 """

@@ -37,13 +37,18 @@
 # Training is *load-or-train*: a run lives in
 # `runs/<dataset>-<profile>-<config hash>-<provenance key>/` (`UNET_RUNS_DIR`), and when a
 # finished run with exactly this configuration is there, it is loaded instead of trained
-# again. The provenance key (`unet_core.provenance`) is a hash of the code that computes
-# results (the syntax of the training, inference and evaluation modules, without their
-# comments and docstrings, and the torch and NumPy versions) and of the data the run reads
-# (the content of the data set's files, or the synthetic stand-in's options): after a change
-# to that code, or after the real DRIVE replaces the stand-in, the same configuration trains
-# again instead of serving an older run. The run folder keeps both fingerprints in
-# `provenance.json`. A run interrupted half-way resumes from its last
+# again. The provenance key (`unet_core.provenance`) is a hash of what the code computes and
+# of the data the run reads (the content of the data set's files, or the synthetic stand-in's
+# options). What the code computes is measured, not read from its text: a short probe
+# (`unet_core.probe`, a few seconds, cached per source state) runs every path to a result
+# (data preparation, sampling and augmentation, the weight map, the network, every loss,
+# optimiser and schedule, training steps, overlap-tile inference, the threshold rule, FOV
+# masking, every metric) on small synthetic inputs in float64 and hashes the outputs, rounded
+# far above the last bits that the thread count or the processor changes. Renaming a variable
+# or moving a function therefore leaves every run current; a changed formula or rule, or the
+# real DRIVE replacing the stand-in, makes the same configuration train again instead of
+# serving an older run. The run folder keeps both fingerprints, and the probe's digest of
+# each component, in `provenance.json`. A run interrupted half-way resumes from its last
 # checkpoint and ends with the same weights as an uninterrupted one (tested in
 # `tests/test_train.py`).
 

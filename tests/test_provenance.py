@@ -1,25 +1,41 @@
-"""Provenance (unet_core.provenance): code and data fingerprints, and what they key."""
+"""Provenance (unet_core.provenance, unet_core.probe): fingerprints of what the code computes
+and of the data, and what they key.
+
+The code fingerprint follows behaviour: a copy of the package is edited and its key computed
+in a fresh process with the copy first on the path and an empty cache, so the copy's code is
+what runs; refactorings keep the key, changed formulas and rules change it."""
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from unet_core import provenance
 from unet_core.data import write_synthetic_drive
 from unet_core.data.resolve import _DEFAULTS, GENERATOR_VERSION, MARKER, _normalise
+from unet_core.probe import available, digest
 from unet_core.provenance import (
     PACKAGE_DIR,
+    PROBE_CACHE,
     code_fingerprint,
+    code_from_probe,
     covered_modules,
     data_fingerprint,
     dataset_fingerprint,
     describe,
     main,
     normalised_source,
+    probe_digests,
     same_origin,
+    source_key,
 )
 
 
@@ -37,7 +53,64 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def _function_lines(path: Path, name: str) -> tuple[list[str], int, int]:
+    """The module's lines and the first and past-the-end line index of function ``name``."""
+    text = path.read_text()
+    node = next(n for n in ast.walk(ast.parse(text))
+                if isinstance(n, ast.FunctionDef) and n.name == name)
+    return text.splitlines(keepends=True), node.lineno - 1, node.end_lineno
+
+
+def _rename_locals(path: Path, function: str, names: dict[str, str]) -> None:
+    """Rename the local variables ``names`` inside ``function`` only (whole words)."""
+    lines, first, end = _function_lines(path, function)
+    body = "".join(lines[first:end])
+    for old, new in names.items():
+        assert re.search(rf"\b{old}\b", body), f"{old} not in {function}"
+        body = re.sub(rf"\b{old}\b", new, body)
+    path.write_text("".join(lines[:first]) + body + "".join(lines[end:]))
+
+
+def _move_function(path: Path, function: str, new_module: str, header: str) -> None:
+    """Move ``function`` from module ``path`` into a new module of the package (``header``:
+    its imports) and import it back where it was."""
+    lines, first, end = _function_lines(path, function)
+    package = path.parent
+    (package / f"{new_module}.py").write_text(
+        f'"""Moved out of {path.stem}."""\n\nfrom __future__ import annotations\n\n{header}\n\n\n'
+        + "".join(lines[first:end]))
+    rest = "".join(lines[:first] + lines[end:])
+    anchor = "\nfrom torch import nn\n"
+    assert anchor in rest
+    path.write_text(rest.replace(anchor, f"{anchor}\nfrom {package.name}.{new_module} import "
+                                         f"{function}\n", 1))
+
+
+def _provenance_of(package: Path, data_root: Path, cache: Path) -> dict:
+    """``python -m unet_core.provenance drive`` of the package at ``package`` in a fresh
+    process: the package first on the path, the user cache in ``cache`` (empty)."""
+    env = {**os.environ, "PYTHONPATH": str(package.parent), "UNET_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-m", "unet_core.provenance", "--data-dir",
+                           str(data_root), "drive"], cwd=package.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cached = json.loads((cache / PROBE_CACHE).read_text())
+    assert list(cached) == [source_key(package)]  # the copy's sources were probed
+    return json.loads(done.stdout)["drive"]
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {name for name in before["probe"] if before["probe"][name] != after["probe"][name]}
+
+
+@pytest.fixture
+def current(small_data_root) -> dict:
+    """The provenance of the package as it is (drive, on the small data root)."""
+    return dataset_fingerprint("drive", small_data_root)
+
+
 def test_comments_docstrings_and_layout_do_not_count_statements_do() -> None:
+    """The probe cache's key (:func:`source_key`) reads syntax trees."""
     base = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
     same = 'def f(x):\n    """Another doc,\n    longer."""\n\n    return (x +\n            1)\n'
     other = 'def f(x):\n    """Doc."""\n    return x + 2\n'
@@ -49,24 +122,146 @@ def test_comments_docstrings_and_layout_do_not_count_statements_do() -> None:
 def test_covered_modules_are_the_ones_on_the_result_path() -> None:
     names = {p.relative_to(PACKAGE_DIR).as_posix() for p in covered_modules()}
     for needed in ("model.py", "train.py", "losses.py", "metrics.py", "tiling.py", "augment.py",
-                   "weights.py", "evaluation.py", "data/sampler.py", "data/drive.py"):
+                   "weights.py", "evaluation.py", "data/sampler.py", "data/drive.py",
+                   "probe.py"):
         assert needed in names
     assert not names & {"cli.py", "curves.py", "compute.py", "provenance.py", "atomic.py"}
 
 
-def test_a_statement_changes_the_code_fingerprint_a_docstring_does_not(package_copy) -> None:
-    original = code_fingerprint(package_copy)
-    assert original == code_fingerprint(PACKAGE_DIR)  # same sources, same fingerprint
+def test_the_fingerprint_is_the_digest_of_the_probe(current) -> None:
+    probe = current["probe"]
+    assert current["code"] == code_fingerprint() == code_from_probe(probe)
+    for component in ("data.drive.green_clahe", "sampler.paper.valid", "loss.weighted_ce",
+                      "schedule.onecycle", "train.paper", "inference.same.d4",
+                      "threshold.validation", "evaluate.drive", "evaluate.isbi2012", "fov"):
+        assert re.fullmatch(r"[0-9a-f]{12}", probe[component]), component
+    assert code_from_probe({**probe, "fov": "0" * 12}) != current["code"]
+
+
+def test_renaming_local_variables_keeps_the_code(package_copy, small_data_root, tmp_path,
+                                                 current) -> None:
+    _rename_locals(package_copy / "losses.py", "soft_dice",
+                   {"intersection": "overlap", "total": "denominator"})
+    _rename_locals(package_copy / "metrics.py", "best_threshold", {"values": "scores"})
+    assert source_key(package_copy) != source_key(PACKAGE_DIR)  # the syntax did change
+    after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
+    assert after["code"] == current["code"] and after["key"] == current["key"]
+
+
+def test_moving_a_function_into_a_new_module_keeps_the_code(package_copy, small_data_root,
+                                                            tmp_path, current) -> None:
+    _move_function(package_copy / "losses.py", "_binary_nll", "likelihood",
+                   "import torch\nimport torch.nn.functional as F")
+    assert "def _binary_nll" not in (package_copy / "losses.py").read_text()
+    after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
+    assert after["code"] == current["code"] and after["key"] == current["key"]
+
+
+def test_changing_a_formula_changes_the_code(package_copy, small_data_root, tmp_path,
+                                             current) -> None:
+    """The soft Dice with a squared denominator (V-Net's variant) is another loss."""
+    _edit(package_copy / "losses.py", "total = p.sum(dim=dims) + y.sum(dim=dims)",
+          "total = (p * p).sum(dim=dims) + y.sum(dim=dims)")
+    after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
+    assert after["code"] != current["code"] and after["key"] != current["key"]
+    assert {"loss.dice", "loss.bce_dice", "train.isbi2012", "train.cpu"} <= _changed(current,
+                                                                                     after)
+    assert not {c for c in _changed(current, after) if c.startswith(("data.", "metrics."))}
+
+
+#: Changes that have burned replications: (module, old, new, a component that must change).
+BURNED = {
+    "threshold rule: the median of per-image optima, not the pooled optimum": (
+        "thresholds.py", 'return {"threshold": best.threshold,',
+        'return {"threshold": float(np.median([b.threshold for b in per_image])),',
+        "threshold.training_set"),
+    "FOV masking: metrics over the whole image": (
+        "evaluation.py", "fovs = None if examples[0].fov is None else [e.fov for e in examples]",
+        "fovs = None", "evaluate.drive"),
+    "one-cycle's late phase: a final learning rate of lr / 2500, not lr / 250000": (
+        "optim.py", "pct_start=0.15,", "pct_start=0.15, final_div_factor=100.0,",
+        "schedule.onecycle"),
+    "Rand error: predicted boundary pixels as one segment (scikit-image), not singletons": (
+        "metrics.py", 'pred_boundary: BoundaryMode = "singletons",\n    self_pairs: bool = True,\n'
+        ') -> float:', 'pred_boundary: BoundaryMode = "segment",\n    self_pairs: bool = True,\n'
+        ') -> float:', "evaluate.isbi2012"),
+}
+
+
+@pytest.mark.parametrize("change", list(BURNED))
+def test_changes_that_burned_replications_are_seen(change, package_copy, small_data_root,
+                                                   tmp_path, current) -> None:
+    module, old, new, component = BURNED[change]
+    _edit(package_copy / module, old, new)
+    after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
+    assert after["code"] != current["code"]
+    assert component in _changed(current, after)
+
+
+def test_one_and_two_threads_give_the_same_digests() -> None:
+    """The probe rounds away what the thread count changes (the cached digests: one thread).
+    Two threads in a fresh process; passive OpenMP waits keep it fast on a busy machine."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, "-m", "unet_core.probe", "--threads", "2"],
+                          cwd=PACKAGE_DIR.parent, env=env, capture_output=True, text=True,
+                          timeout=600, check=True)
+    assert json.loads(done.stdout) == probe_digests()
+
+
+def test_a_component_without_its_module_is_marked_unavailable() -> None:
+    """A bare GPU image without albumentations still gets a fingerprint (another one)."""
+    def needs_albumentations():
+        raise ModuleNotFoundError("No module named 'albumentations'", name="albumentations")
+
+    assert digest(available(needs_albumentations)) == "unavailable: albumentations"
+    assert digest(available(lambda: 1.0)) == digest(1.0)
+
+
+@pytest.fixture
+def fresh_probe_cache(tmp_path, monkeypatch):
+    """An empty user cache, and the in-process caches cleared before and after."""
+    monkeypatch.setenv("UNET_CACHE_DIR", str(tmp_path / "cache"))
+    probe_digests.cache_clear()
     code_fingerprint.cache_clear()
-    losses = package_copy / "losses.py"
-    _edit(losses, '"""', '"""Edited docstring. ')  # the module docstring
-    _edit(package_copy / "cli.py", "import", "# a comment\nimport")
-    assert code_fingerprint(package_copy) == original
+    yield tmp_path / "cache" / PROBE_CACHE
+    probe_digests.cache_clear()
     code_fingerprint.cache_clear()
-    _edit(package_copy / "model.py", "nn.Dropout(dropout)", "nn.Dropout2d(dropout)")
-    changed = code_fingerprint(package_copy)
-    assert changed != original
-    code_fingerprint.cache_clear()
+
+
+def test_the_disk_cache_is_used_and_a_corrupt_one_recomputed(fresh_probe_cache,
+                                                             monkeypatch) -> None:
+    calls = []
+    fake = {"loss.dice": "0123456789ab"}
+    monkeypatch.setattr(provenance, "probe_package", lambda d: calls.append(d) or dict(fake))
+    assert probe_digests() == fake and len(calls) == 1
+    assert json.loads(fresh_probe_cache.read_text()) == {source_key(): fake}
+    probe_digests.cache_clear()
+    assert probe_digests() == fake and len(calls) == 1  # from the disk, not probed again
+    for corrupt in ("{not json", json.dumps({source_key(): {"loss.dice": 3}}), "[]"):
+        fresh_probe_cache.write_text(corrupt)
+        probe_digests.cache_clear()
+        assert probe_digests() == fake
+        assert json.loads(fresh_probe_cache.read_text()) == {source_key(): fake}
+    assert len(calls) == 4
+
+
+def test_an_unwritable_cache_only_means_probing_again(fresh_probe_cache, tmp_path,
+                                                      monkeypatch) -> None:
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("UNET_CACHE_DIR", str(tmp_path / "a file" / "cache"))
+    calls = []
+    monkeypatch.setattr(provenance, "probe_package", lambda d: calls.append(d) or {"x": "a" * 12})
+    assert probe_digests() == {"x": "a" * 12}
+    probe_digests.cache_clear()
+    assert probe_digests() == {"x": "a" * 12} and len(calls) == 2
+
+
+def test_a_failing_probe_is_one_clear_error(package_copy) -> None:
+    _edit(package_copy / "probe.py", "from __future__ import annotations",
+          "from __future__ import annotations\nraise SystemExit('probe: broken on purpose')")
+    expected = r"probe of .* failed \(exit 1\): probe: broken on purpose"
+    with pytest.raises(RuntimeError, match=expected):
+        provenance.probe_package(package_copy)
 
 
 def test_data_fingerprint_follows_the_content(tmp_path) -> None:

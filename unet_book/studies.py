@@ -243,10 +243,11 @@ def budget_verdict(verdict_1x: str, verdict_2x: str) -> str:
 
 # -- results files -------------------------------------------------------------------------------
 def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
-    """Hash of the text of the modules the code fingerprint covers, without the torch and NumPy
-    versions: equal on a machine with another torch build (a GPU machine's) when the sources
-    are the same. The raw text, not the syntax tree, because ``ast.dump`` differs between
-    Python versions; so a docstring edit changes it (the cell is then shown as older)."""
+    """Hash of the text of the modules that can change a result
+    (:func:`unet_core.provenance.covered_modules`): equal on a machine with other library
+    versions (a GPU machine's, whose probe may differ) when the sources are the same. The raw
+    text, not the syntax tree, because ``ast.dump`` differs between Python versions; so a
+    docstring edit changes it (the cell is then shown as older)."""
     h = hashlib.sha256()
     for path in covered_modules(package_dir):
         h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")

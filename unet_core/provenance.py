@@ -2,16 +2,30 @@
 
 A number is only as good as the code and the data that made it. :func:`fingerprint` names both:
 
-* **code**: a hash of every module of ``unet_core`` that can change what a run computes (the
-  model, data loading and sampling, augmentation, weight map, losses, optimisation, training,
-  inference, evaluation and metrics: all modules but those in :data:`EXCLUDED`, which only
-  write, time or report), together with the versions of torch and NumPy. Each module is hashed
-  through its syntax tree with the docstrings removed (:func:`normalised_source`), so that
-  comments and docstrings, which cannot change a result, do not change the fingerprint, while
-  any statement does;
+* **code**: what the code *computes*, not how it is written. :mod:`unet_core.probe` runs every
+  path that leads to a result (data loading and preparation, sampling and augmentation, the
+  weight map, the model, every loss, optimiser and schedule, training steps, the weight
+  average, overlap-tile inference with test-time augmentation, the threshold rules, FOV
+  masking and every metric, the FOV estimate) on small synthetic inputs, in float64 on one
+  thread, and hashes each component's outputs rounded to a precision that does not depend on
+  the thread count or the CPU. The code fingerprint is the digest of those component digests
+  (:func:`code_fingerprint`), and the fingerprint lists them (``probe``), so a reader sees which
+  component changed. A result is tied to what the code computes: renaming a variable, moving a
+  function into another module or editing a docstring leaves every result current, while
+  changing a formula, a threshold rule, the FOV masking, a schedule or a metric makes the
+  results made before it older. (Until this, the fingerprint hashed the modules' syntax trees,
+  so every refactoring made every result older.) What the probe does not run cannot change
+  the fingerprint: the precision and memory format a machine chooses, files written, timing;
 * **data**: which data set files the run read. Real data is hashed by the content of every
   file under its folder; a synthetic stand-in by its generator's options (the generator
-  itself is code, covered above), and it says ``synthetic``.
+  itself is code, probed above), and it says ``synthetic``.
+
+The probe takes a few seconds, so its result is cached on disk (:func:`cache_dir`,
+``probe.json``), keyed by :func:`source_key`: the syntax trees of the package's modules and the
+versions of Python and the libraries it computes with. The same sources on the same libraries
+compute the same, so the probe runs once per source state. It runs in a fresh Python process
+(``python -m unet_core.probe``): that process imports the package from ``package_dir`` and
+cannot disturb the caller's threads, random states or deterministic settings.
 
 The short ``key`` of both goes into the names of run folders (:func:`unet_core.runs.
 default_run_name`), so a run made by other code or on other data is never found as the run of
@@ -27,7 +41,12 @@ import argparse
 import ast
 import functools
 import hashlib
+import importlib.metadata
 import json
+import os
+import platform
+import re
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -36,15 +55,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from unet_core.atomic import write_json
 from unet_core.data.resolve import DATASETS, SyntheticDataWarning, resolve_dataset
+from unet_core.placement import cache_dir  # one user cache directory
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Modules of unet_core that cannot change a result: the command line (it only parses and
-#: calls), plotting curves, timing, file writing, and this module.
+#: calls), plotting curves, timing, file writing, and this module. The hash of the others'
+#: text is the "sources" of a GPU cell (:func:`unet_book.studies.source_digest`).
 EXCLUDED: frozenset[str] = frozenset({"cli", "curves", "compute", "atomic", "provenance",
                                       "__main__"})
 #: Hex digits kept of each hash.
 DIGITS = 12
+#: The probe's cache file in :func:`cache_dir`, and how many source states it remembers.
+PROBE_CACHE, PROBE_CACHE_ENTRIES = "probe.json", 64
+#: The distributions whose versions can change what the probe computes (its cache key).
+LIBRARIES: tuple[str, ...] = ("torch", "numpy", "scipy", "scikit-image", "opencv-python",
+                              "opencv-python-headless", "albumentations", "albucore", "pillow")
+#: Seconds the probe may take before it counts as failed.
+PROBE_TIMEOUT = 600
+_DIGEST = re.compile(r"[0-9a-f]{12}|unavailable: .+")
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -66,11 +96,14 @@ def normalised_source(source: str, name: str = "<source>") -> str:
 
 
 def covered_modules(package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """The source files the code fingerprint covers, in a fixed order."""
-    files = sorted(package_dir.rglob("*.py"))
-    return [f for f in files
-            if not (f.parent == package_dir and f.stem in EXCLUDED)
-            and "__pycache__" not in f.parts]
+    """The source files that can change a result (all but :data:`EXCLUDED`), in a fixed order."""
+    return [f for f in package_modules(package_dir)
+            if not (f.parent == package_dir and f.stem in EXCLUDED)]
+
+
+def package_modules(package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """Every source file of the package, in a fixed order."""
+    return [f for f in sorted(package_dir.rglob("*.py")) if "__pycache__" not in f.parts]
 
 
 def _digest(parts: list[str]) -> str:
@@ -81,14 +114,101 @@ def _digest(parts: list[str]) -> str:
     return h.hexdigest()[:DIGITS]
 
 
-@functools.lru_cache(maxsize=4)
-def code_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
-    """Hash of the covered modules' syntax trees and of the torch and NumPy versions."""
-    parts = [f"torch {torch.__version__}", f"numpy {np.__version__}"]
-    for path in covered_modules(package_dir):
+def library_versions() -> dict[str, str]:
+    """Python's version and those of :data:`LIBRARIES` (``absent`` when not installed)."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def source_key(package_dir: Path = PACKAGE_DIR) -> str:
+    """The probe cache's key: the syntax trees (without docstrings) of every module of the
+    package at ``package_dir`` and :func:`library_versions`. Equal keys compute the same."""
+    parts = [f"{k} {v}" for k, v in library_versions().items()]
+    for path in package_modules(package_dir):
         rel = path.relative_to(package_dir).as_posix()
         parts += [rel, normalised_source(path.read_text(), rel)]
     return _digest(parts)
+
+
+def _valid_probe(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(k, str) and isinstance(v, str) and _DIGEST.fullmatch(v)
+        for k, v in value.items())
+
+
+def _read_cache() -> dict[str, Any]:
+    """The probe cache's entries; an unreadable or corrupt file counts as empty."""
+    try:
+        data = json.loads((cache_dir() / PROBE_CACHE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(key: str, probe: dict[str, str]) -> None:
+    """Add ``probe`` under ``key`` (atomically; the oldest entries beyond
+    :data:`PROBE_CACHE_ENTRIES` dropped). An unwritable cache only means probing again."""
+    entries = {k: v for k, v in _read_cache().items() if k != key}
+    entries = dict(list(entries.items())[-(PROBE_CACHE_ENTRIES - 1):]) | {key: probe}
+    try:
+        write_json(cache_dir() / PROBE_CACHE, entries)
+    except OSError:
+        pass
+
+
+def probe_package(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
+    """Run ``python -m unet_core.probe`` of the package at ``package_dir`` (a folder named
+    ``unet_core``) in a fresh process, that folder's parent first on the path, and return its
+    component digests; RuntimeError with the probe's last words if it fails."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(package_dir.parent), *filter(None, [env.get("PYTHONPATH")])])
+    try:
+        done = subprocess.run([sys.executable, "-m", "unet_core.probe"], cwd=package_dir.parent,
+                              env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired as err:
+        raise RuntimeError(f"the behavioural probe of {package_dir} took more than "
+                           f"{PROBE_TIMEOUT} s") from err
+    try:
+        found = json.loads(done.stdout) if done.returncode == 0 else None
+    except ValueError:
+        found = None
+    if not _valid_probe(found):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the behavioural probe of {package_dir} failed (exit "
+                           f"{done.returncode}): {last}")
+    return found  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=4)
+def probe_digests(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
+    """The probe's component digests for the package at ``package_dir``: from the disk cache
+    when its :func:`source_key` is there, else probed now (and cached on disk). Kept for the
+    process too: the same dict on every call, not to be modified."""
+    key = source_key(package_dir)
+    cached = _read_cache().get(key)
+    if _valid_probe(cached):
+        return dict(cached)
+    found = probe_package(package_dir)
+    _write_cache(key, found)
+    return found
+
+
+def code_from_probe(probe: dict[str, str]) -> str:
+    """The code fingerprint of a probe's component digests."""
+    return _digest([f"{name} {value}" for name, value in sorted(probe.items())])
+
+
+@functools.lru_cache(maxsize=4)
+def code_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
+    """What the package at ``package_dir`` computes: the digest of :func:`probe_digests`."""
+    return code_from_probe(probe_digests(package_dir))
 
 
 @functools.lru_cache(maxsize=16)
@@ -122,12 +242,18 @@ def data_fingerprint(root: str | Path, synthetic: bool) -> dict[str, Any]:
 
 
 def fingerprint(dataset: str, root: str | Path, synthetic: bool) -> dict[str, Any]:
-    """The provenance of a run on ``dataset`` read from ``root``: code, data, versions and
-    their short ``key`` (a hash of code and data)."""
+    """The provenance of a run on ``dataset`` read from ``root``: code, data, versions, their
+    short ``key`` (a hash of code and data, :func:`data_key`) and the probe's digests."""
     code = code_fingerprint()
     data = {"dataset": dataset, **data_fingerprint(root, synthetic)}
-    return {"key": _digest([code, json.dumps(data, sort_keys=True)])[:8], "code": code,
-            "data": data, "torch": str(torch.__version__), "numpy": str(np.__version__)}
+    return {"key": data_key(code, data), "code": code, "data": data,
+            "torch": str(torch.__version__), "numpy": str(np.__version__),
+            "probe": dict(probe_digests())}
+
+
+def data_key(code: str, data: dict[str, Any]) -> str:
+    """The short key of code fingerprint ``code`` and data fingerprint ``data``."""
+    return _digest([code, json.dumps(data, sort_keys=True)])[:8]
 
 
 def dataset_fingerprint(dataset: str, data_root: str | Path | None = None) -> dict[str, Any]:
