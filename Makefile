@@ -65,12 +65,14 @@ sync: $(STAMP)   ## re-pair every notebook with its py:percent twin (text is the
 # The execution cache is keyed by notebook text only: drop it when the profile, the data
 # directory, the code that computes results or the data in it changed since the last build
 # (unet_core.provenance), so a smoke build never serves a real one, and no page shows
-# numbers made by older code or on other data.
+# numbers made by older code or on other data. Sphinx's record of the pages it read goes too:
+# without it an unchanged notebook is not read again and its page keeps the old outputs.
 BOOK_KEY = $(or $(UNET_PROFILE),cpu) $(UNET_DATA_DIR) $(shell $(BIN)/python -m unet_core.provenance --key)
 book-cache: $(STAMP)
 	@mkdir -p _build
 	@[ "$$(cat _build/.book-key 2>/dev/null)" = "$(BOOK_KEY)" ] || \
-	  { rm -rf _build/.jupyter_cache; echo "$(BOOK_KEY)" > _build/.book-key; }
+	  { rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html; \
+	    echo "$(BOOK_KEY)" > _build/.book-key; }
 
 book: $(STAMP) $(MATHJAX) book-cache ## execute the notebooks and build the HTML book into _build/html
 	$(BIN)/jupyter-book build . --builder html

@@ -344,3 +344,5 @@ def test_the_book_cache_key_holds_the_code_fingerprint(small_data_root) -> None:
                          text=True, timeout=120, check=True).stdout
     drive = dataset_fingerprint("drive", small_data_root)["key"]
     assert code_fingerprint() in out and f"drive:{drive}" in out
+    # a new key drops the executed outputs and the pages Sphinx read, so every page runs again
+    assert all(f"_build/{d}" in out for d in (".jupyter_cache", ".doctrees", "html"))
