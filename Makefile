@@ -95,11 +95,12 @@ efficiency: $(STAMP)  ## achieved training GFLOP/s over the matmul rate, and wid
 # One evidence study of unet_book.studies: trains its missing cells (resumable) and rewrites
 # benchmarks/results/studies/$(NAME).json after each. CELLS=1 lists done and missing cells;
 # ARMS=a,b and SEEDS=0,1 restrict the run. Real data: UNET_DATA_DIR=../shared/data make study ...
-study: $(STAMP)  ## run one evidence study: make study NAME=drive_recipe [CELLS=1] [ARMS=..] [SEEDS=..]
+study: $(STAMP)  ## run one evidence study: make study NAME=isbi_cv [CELLS=1] [ARMS=..] [SEEDS=..] [FOLDS=..] [RESCORE=1]
 	@test -n "$(NAME)" || { echo "make study: set NAME to one of: $$($(BIN)/python -c \
 	  'from unet_book.studies import STUDIES; print(", ".join(STUDIES))')" >&2; exit 2; }
 	$(BIN)/python benchmarks/study.py $(NAME) $(if $(CELLS),--cells) \
-	  $(if $(ARMS),--arms $(ARMS)) $(if $(SEEDS),--seeds $(SEEDS))
+	  $(if $(ARMS),--arms $(ARMS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FOLDS),--folds $(FOLDS)) \
+	  $(if $(RESCORE),--rescore)
 
 # The chapters in JupyterLab: open notebooks/NN_*.ipynb (or the .py twin: right-click, Open
 # With, Jupytext Notebook); jupytext's contents manager keeps the pair in sync on save.

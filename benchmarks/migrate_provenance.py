@@ -13,7 +13,13 @@ although nothing they measure has changed. This script
    process with that folder first on the path;
 2. runs the current probe (``unet_core/probe.py`` copied into C's package) on C's package, in a
    fresh process, and on the current package;
-3. only if the two probes are equal, rewrites every fingerprint in ``--results-dir``
+3. if the two probes differ only by components the current probe adds (a new option, a new
+   metric: the current code computes more, and everything C computed the same), it checks
+   that too from C's side: C's own probe (its ``probe.py``) run on the current package must
+   give every component it gives on C's package, with the same digest (it may give more: it
+   iterates the current choice lists), and the current probe must agree with it on those;
+4. only if the probes agree (equal, or equal but for added components), rewrites every
+   fingerprint in ``--results-dir``
    (``benchmarks/results``: ``studies/*.json`` and ``*.json``) whose ``code`` is C's old
    fingerprint: the new code and the new key, computed from code and data exactly as
    :func:`unet_core.provenance.fingerprint` does, and appends to each file it changes a record
@@ -31,6 +37,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -85,10 +92,43 @@ def old_fingerprint(package: Path) -> str:
                                   "print(code_fingerprint())").strip()
 
 
-def probe_of(package: Path) -> dict[str, str]:
-    """The current probe run on the package at ``package`` (the probe file copied into it)."""
-    (package / "probe.py").write_text((PACKAGE_DIR / "probe.py").read_text())
+def probe_of(package: Path, probe_source: str | None = None) -> dict[str, str]:
+    """A probe run on the package at ``package``: the current probe, or the probe whose
+    source is ``probe_source``, copied into it."""
+    (package / "probe.py").write_text(probe_source or (PACKAGE_DIR / "probe.py").read_text())
     return json.loads(_python(package, "-m", "unet_core.probe"))
+
+
+def current_package(into: Path) -> Path:
+    """A copy of the current ``unet_core`` under ``into`` (so a probe can be copied into it)."""
+    shutil.copytree(PACKAGE_DIR, into / "unet_core",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return into / "unet_core"
+
+
+def added_only(before: dict[str, str], now: dict[str, str]) -> list[str] | None:
+    """The components ``now`` adds to ``before`` if every component of ``before`` is in
+    ``now`` with the same digest; None otherwise."""
+    if any(now.get(k) != v for k, v in before.items()):
+        return None
+    return sorted(set(now) - set(before))
+
+
+def additions_check(package: Path, own: str | None, now: dict[str, str], tmp: Path,
+                    ) -> tuple[bool, str]:
+    """Step 3 of the module docstring, ``own`` the source of C's probe: ``(agree, what was
+    found)``."""
+    if own is None:
+        return False, "that commit has no probe.py of its own"
+    theirs = probe_of(package, own)
+    ours = probe_of(current_package(tmp / "current"), own)
+    if added_only(theirs, ours) is None:  # it may find more: it iterates the options
+        differ = sorted(k for k in theirs if theirs[k] != ours.get(k))
+        return False, f"its own probe differs on the current code in {', '.join(differ)}"
+    added = added_only(theirs, now)
+    if added is None:
+        return False, "its own probe and the current probe disagree on a shared component"
+    return True, f"the current code adds {len(added)} component(s): {', '.join(added)}"
 
 
 def fingerprints(node: Any) -> Iterator[dict[str, Any]]:
@@ -160,24 +200,39 @@ def main(argv: list[str] | None = None) -> int:
         commit = resolve_commit(args.from_commit)
         if not args.results_dir.is_dir():
             raise ValueError(f"--results-dir {args.results_dir} is not a folder")
+        now = dict(probe_digests())
         with tempfile.TemporaryDirectory(prefix="migrate-provenance-") as tmp:
             package = extract_package(commit, Path(tmp))
             old = old_fingerprint(package)
-            before = probe_of(package)
+            own_probe = package / "probe.py"
+            own = own_probe.read_text() if own_probe.exists() else None
+            try:
+                before: dict[str, str] | None = probe_of(package)
+            except RuntimeError as err:  # the current probe asks for what C lacks
+                before, failed = None, str(err)
+            found = ""
+            if before != now and (before is None or added_only(before, now) is not None):
+                agree, found = additions_check(package, own, now, Path(tmp))
+            else:
+                agree = before == now
     except (ValueError, RuntimeError, subprocess.CalledProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    now = dict(probe_digests())
     new = code_from_probe(now)
     print(f"commit {commit[:10]}: code fingerprint {old}; the current code: {new}")
     if old == new:
         print("that commit already has the current fingerprint: nothing to carry over")
         return 0
-    if before != now:
-        differ = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-        print(f"the probes differ in {len(differ)} component(s): {', '.join(differ)}; "
-              "nothing changed: the results of that commit stay older")
+    if not agree:
+        if before is not None and not found:
+            differ = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            found = f"the probes differ in {len(differ)} component(s): {', '.join(differ)}"
+        elif before is None and not found:
+            found = f"the current probe does not run on that commit ({failed})"
+        print(f"{found}; nothing changed: the results of that commit stay older")
         return 1
+    if found:
+        print(found)
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     record = {"from": old, "to": new, "date": date, "commit": commit, "probe": now}
     changed = migrate(args.results_dir, old, new, record, args.dry_run)

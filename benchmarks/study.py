@@ -3,16 +3,21 @@
     python benchmarks/study.py drive_recipe              # train every missing cell
     python benchmarks/study.py drive_recipe --cells      # what is done, what is missing
     python benchmarks/study.py isbi_recipe --arms w0_10,w0_0 --seeds 0,1,2
+    python benchmarks/study.py isbi_cv --folds 0,1       # some folds of a cross-validation
+    python benchmarks/study.py isbi_cv --rescore         # score every cell again
 
-(``make study NAME=drive_recipe``; ``make study NAME=drive_recipe CELLS=1`` lists.) A cell is
-one (arm, seed) trained for the study's steps (an equal-time arm: steps from the step-time
-ratio stored in the results file, measured once, interleaved, the first time it is needed).
-After every cell, ``benchmarks/results/studies/<name>.json`` is rewritten (atomically) with
-the cell: arm, seed, steps, wall and normalised minutes, the fingerprint of code and data, the
-machine, the date, the test metrics and the validation curve. A cell is done when the results
-file holds it for the *current* code and data; cells of other code stay in the file as
-history. Run folders are ``$UNET_RUNS_DIR/study-<name>-<arm>-s<seed>-<provenance key>``, so a
-killed study resumes its cell from the last checkpoint.
+(``make study NAME=drive_recipe``; ``make study NAME=drive_recipe CELLS=1`` lists;
+``RESCORE=1`` rescores.) A cell is one (arm, seed), or (arm, seed, fold) in a cross-validated
+study, trained for the study's steps (an equal-time arm: steps from the step-time ratio stored
+in the results file, measured once, interleaved, the first time it is needed). After every
+cell, ``benchmarks/results/studies/<name>.json`` is rewritten (atomically) with the cell: arm,
+seed, fold, steps, wall and normalised minutes, the fingerprint of code and data, the machine,
+the date, the test metrics (:mod:`unet_book.scoring`), the validation curve and, when the
+failure rule (:func:`unet_book.studies.failure`) says so, why it failed. A cell is done when
+the results file holds it for the *current* code and data; cells of other code stay in the
+file as history. Run folders are ``$UNET_RUNS_DIR/study-<name>-<arm>-s<seed>[-f<fold>]-<key>``,
+so a killed study resumes its cell from the last checkpoint; they keep ``model.pt`` and the
+probability maps that ``--rescore`` reads.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from typing import Any
 
 import torch
 
+from unet_book.scoring import score_cell
 from unet_book.studies import (
     STUDIES,
     Study,
     current_cells,
     equal_time_steps,
+    failure,
     get_study,
     load_results,
     result_fields,
@@ -48,8 +55,11 @@ from unet_core.compute import (
     run_dtype,
     training_dtype,
 )
+from unet_core.config import TrainConfig
+from unet_core.data.splits import load_data
 from unet_core.devices import cpu_kind, processor_name
 from unet_core.provenance import dataset_fingerprint
+from unet_core.recipe import class_reweighting, instance_labels
 from unet_core.runs import ENVIRONMENT, runs_dir
 from unet_core.train import TrainingDiverged, TrainingInterrupted, seconds_per_step, train
 
@@ -68,7 +78,9 @@ def _save(study: Study, results: dict[str, Any], directory: Path) -> None:
     results["updated"] = _now()
     results["definition"] = {
         "title": study.title, "dataset": study.dataset, "base": dict(study.base),
-        "steps": study.steps, "seeds": list(study.seeds), "metric": study.metric,
+        "steps": study.steps, "seeds": list(study.seeds), "folds": study.folds,
+        "metric": study.metric, "secondary": list(study.secondary),
+        "supersedes": list(study.supersedes),
         "arms": {a.name: {"label": a.label, "changes": dict(a.changes),
                           "equal_time_with": a.equal_time_with} for a in study.arms},
         "comparisons": [{"claim": c.claim, "statement": c.statement, "paper": c.paper,
@@ -93,7 +105,8 @@ def step_times(study: Study, results: dict[str, Any], arms: list[str], directory
     rounds: dict[str, list[float]] = {n: [] for n in need}
     for _ in range(2):  # interleaved, so that a load change affects both alike
         for name in need:
-            rounds[name].append(seconds_per_step(study.config(name, seed=0)))
+            rounds[name].append(seconds_per_step(study.config(name, seed=0,
+                                                              fold=study.fold_ids[0])))
     seconds = {**stored.get("seconds", {}), **{n: min(v) for n, v in rounds.items()}}
     stored.update({"seconds": seconds, "measured": _now(), "cpu": processor_name(),
                    "threads": torch.get_num_threads(), "code": code_version(),
@@ -104,31 +117,71 @@ def step_times(study: Study, results: dict[str, Any], arms: list[str], directory
     return seconds
 
 
+def cell_id(cell: dict[str, Any]) -> tuple[str, int, int | None]:
+    return cell["arm"], cell["seed"], cell.get("fold")
+
+
 def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> str:
-    done = {(c["arm"], c["seed"]) for c in current_cells(results, code, key)}
-    older = {(c["arm"], c["seed"]) for c in results.get("cells", [])} - done
-    lines = [f"study {study.name}: {len(done)} of {len(study.arms) * len(study.seeds)} cells "
-             f"done by the current code ({code}, data {key})",
-             f"{'arm':<28}" + "".join(f"  seed {s:<3}" for s in study.seeds)]
+    current = current_cells(results, code, key)
+    done = {cell_id(c) for c in current}
+    failed = {cell_id(c) for c in current if c.get("failed")}
+    older = {cell_id(c) for c in results.get("cells", [])} - done
+    columns = [(s, f) for s in study.seeds for f in study.fold_ids]
+    total = len(study.arms) * len(columns)
+    lines = [f"study {study.name}: {len(done)} of {total} cells done by the current code "
+             f"({code}, data {key}), {len(failed)} failed",
+             f"{'arm':<30}" + "".join(f"  s{s}" + ("" if f is None else f"f{f}") + " " * 4
+                                      for s, f in columns)]
     for arm in study.arms:
         row = []
-        for s in study.seeds:
-            row.append("done" if (arm.name, s) in done else
-                       "older" if (arm.name, s) in older else "missing")
-        lines.append(f"{arm.name:<28}" + "".join(f"  {r:<8}" for r in row))
+        for s, f in columns:
+            ident = (arm.name, s, f)
+            row.append("failed" if ident in failed else "done" if ident in done else
+                       "older" if ident in older else "-")
+        width = 6 if study.folds else 4
+        lines.append(f"{arm.name:<30}" + "".join(f"  {r:<{width + 2}}" for r in row))
     return "\n".join(lines)
 
 
-def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
+def run_name(study: Study, arm: str, seed: int, fold: int | None, key: str) -> str:
+    return f"study-{study.name}-{arm}-s{seed}" + ("" if fold is None else f"-f{fold}") + f"-{key}"
+
+
+def reweighting_record(cfg: TrainConfig) -> dict[str, float] | None:
+    """The class reweighting of a control arm, computed from its training labels."""
+    if not cfg.class_reweight_w0:
+        return None
+    train = load_data(cfg).train
+    record = class_reweighting([instance_labels(e, cfg) for e in train],
+                               [e.fov for e in train], cfg)
+    return {k: round(v, 6) for k, v in record.items()}
+
+
+def score(cell: dict[str, Any], cfg: TrainConfig) -> None:
+    """Score a finished cell from its run folder (:mod:`unet_book.scoring`) and apply the
+    failure rule; the scores join the metrics training reported."""
+    scored = score_cell(runs_dir() / cell["run"], cfg, cell["threshold"])
+    cell["metrics"] = {**(cell.get("metrics") or {}), **scored["metrics"]}
+    if "challenge" in scored:
+        cell["challenge"] = scored["challenge"]
+    cell["scored"] = _now()
+
+
+def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, key: str,
              rate: Callable[[torch.dtype], float]) -> dict[str, Any]:
-    """Train one cell and record it; its normalised minutes use the matmul rate (``rate``) of
-    the precision the run trained in (its ``environment.json``)."""
-    cfg = study.config(arm, seed, steps)
-    run_dir = runs_dir() / f"study-{study.name}-{arm}-s{seed}-{key}"
-    print(f"[{_now()}] {study.name}: {arm} seed {seed}, {steps} steps -> {run_dir}", flush=True)
+    """Train one cell, score it and record it; its normalised minutes use the matmul rate
+    (``rate``) of the precision the run trained in (its ``environment.json``)."""
+    cfg = study.config(arm, seed, steps, fold)
+    run_dir = runs_dir() / run_name(study, arm, seed, fold, key)
+    where = "" if fold is None else f" fold {fold}"
+    print(f"[{_now()}] {study.name}: {arm} seed {seed}{where}, {steps} steps -> {run_dir}",
+          flush=True)
     t0 = time.perf_counter()
-    cell: dict[str, Any] = {"arm": arm, "seed": seed, "steps": steps, "config": cfg.to_dict(),
-                            "config_key": cfg.key(), "run": run_dir.name}
+    cell: dict[str, Any] = {"arm": arm, "seed": seed, "fold": fold, "steps": steps,
+                            "config": cfg.to_dict(), "config_key": cfg.key(),
+                            "run": run_dir.name}
+    if (record := reweighting_record(cfg)) is not None:
+        cell["class_reweighting"] = record
     try:
         result = train(cfg, run_dir, progress=False, log=lambda m: print("  " + m, flush=True))
     except TrainingDiverged as err:
@@ -136,6 +189,7 @@ def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
         cell.update({"metrics": None, "error": str(err).split(";")[0], "minutes": None,
                      "fingerprint": dataset_fingerprint(cfg.dataset),
                      "machine": _machine(rate(dtype), dtype)})
+        cell["failed"] = failure(cell)
         return cell
     wall = (time.perf_counter() - t0) / 60
     dtype = run_dtype(json.loads((result.run_dir / ENVIRONMENT).read_text()))
@@ -144,7 +198,31 @@ def run_cell(study: Study, arm: str, seed: int, steps: int, key: str,
     cell.update({"wall_minutes": round(wall, 5),
                  "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5),
                  "machine": _machine(gflops, dtype)})
+    score(cell, cfg)
+    if reason := failure(cell):
+        cell["failed"] = reason
     return cell
+
+
+def rescore(study: Study, directory: Path) -> int:
+    """Score every cell of the results file again from its run folder (cells whose folder is
+    not on this machine are kept as they are, and counted)."""
+    results = load_results(study.name, directory)
+    done = missing = 0
+    for cell in results.get("cells", []):
+        if cell.get("metrics") is None or not (runs_dir() / cell["run"] / "model.pt").exists():
+            missing += cell.get("metrics") is not None
+            continue
+        score(cell, TrainConfig.from_dict(cell["config"]))
+        cell.pop("failed", None)
+        if reason := failure(cell):
+            cell["failed"] = reason
+        done += 1
+        print(f"rescored {cell['run']}: {study.metric} = {cell['metrics'].get(study.metric)}",
+              flush=True)
+    _save(study, results, directory)
+    print(f"{study.name}: {done} cells rescored, {missing} without a run folder here (kept)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", default="", help="comma-separated arms (default: all)")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the "
                                                     "study's)")
+    parser.add_argument("--folds", default="", help="comma-separated folds of a "
+                        "cross-validated study (default: all)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score every cell again from its run folder (no training)")
     parser.add_argument("--results-dir", type=Path, default=None,
                         help="where the results files are (default benchmarks/results/studies)")
     args = parser.parse_args(argv)
@@ -163,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         for a in arms:
             study.arm(a)
         seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else list(study.seeds)
+        folds: list[int | None] = list(study.fold_ids)
+        if args.folds:
+            if not study.folds:
+                raise ValueError(f"--folds: study {study.name!r} is not cross-validated")
+            folds = [int(f) for f in args.folds.split(",") if f]
+            bad = [f for f in folds if f not in study.fold_ids]
+            if bad:
+                raise ValueError(f"--folds: {bad} not among the folds 0..{study.folds - 1}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -173,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cells:
         print(cell_table(study, results, code, key))
         return 0
+    if args.rescore:
+        return rescore(study, directory)
     if fp["data"]["source"] != "real":
         print(f"note: {study.dataset} is the synthetic stand-in here: these cells are not "
               "results on the real data", flush=True)
@@ -185,29 +277,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"{REFERENCE_GFLOPS:.0f} GFLOP/s)", flush=True)
         return rates[dtype]
 
-    rate(training_dtype(study.config(arms[0], seed=0)))
-    done = {(c["arm"], c["seed"]) for c in current_cells(results, code, key)}
-    todo = [(a, s) for s in seeds for a in arms if (a, s) not in done]
+    rate(training_dtype(study.config(arms[0], seed=0, fold=folds[0])))
+    done = {cell_id(c) for c in current_cells(results, code, key)}
+    todo = [(a, s, f) for s in seeds for f in folds for a in arms if (a, s, f) not in done]
     if not todo:
         print(cell_table(study, results, code, key))
         return 0
-    seconds = step_times(study, results, [a for a, _ in todo], directory)
-    for arm, seed in todo:
+    seconds = step_times(study, results, [a for a, _, _ in todo], directory)
+    for arm, seed, fold in todo:
         steps = equal_time_steps(study, study.arm(arm), seconds)
         try:
-            cell = run_cell(study, arm, seed, steps, key, rate)
+            cell = run_cell(study, arm, seed, fold, steps, key, rate)
         except TrainingInterrupted as stop:  # the checkpoint is written: rerun to resume
             print(f"interrupted: {stop}", file=sys.stderr)
             return stop.exit_code
         cell.update({"date": _now(), "code_version": code_version()})
         results = load_results(study.name, directory)  # another process may have added cells
         results["cells"] = [c for c in results.get("cells", [])
-                            if not (c["arm"] == arm and c["seed"] == seed
+                            if not (cell_id(c) == (arm, seed, fold)
                                     and c["fingerprint"]["code"] == code
                                     and c["fingerprint"]["key"] == key)] + [cell]
         _save(study, results, directory)
         metric = (cell["metrics"] or {}).get(study.metric)
-        print(f"  -> {study.metric} = {metric}", flush=True)
+        failed = f" (failed: {cell['failed']})" if cell.get("failed") else ""
+        print(f"  -> {study.metric} = {metric}{failed}", flush=True)
     print(cell_table(study, results, code, key))
     return 0
 

@@ -275,7 +275,8 @@ def test_make_augmentation() -> None:
     np.testing.assert_array_equal(out_mask, mask)
     assert isinstance(make_augmentation("albumentations", elastic_p=0.0),
                       AlbumentationsAugmentation)
-    with pytest.raises(ValueError, match="paper, albumentations, none"):
+    with pytest.raises(ValueError, match="paper, paper_full, albumentations, "
+                                         "albumentations_paper_elastic, none"):
         make_augmentation("imgaug")
     with pytest.raises(ValueError, match="sigma"):
         make_augmentation("paper", sigma=-2)

@@ -102,3 +102,58 @@ def test_a_bad_commit_is_one_error_line(benchmark_script, results, capsys) -> No
     err = capsys.readouterr().err
     assert err.startswith("error: --from-commit 'no-such-commit' is not a commit of")
     assert len(err.strip().splitlines()) == 1
+
+
+def _stub_additions(module, monkeypatch, tmp_path, theirs: dict[str, str],
+                    ours: dict[str, str], now: dict[str, str]) -> None:
+    """The current probe fails on the old commit (it asks for an option C lacks); C's own
+    probe gives ``theirs`` on C and ``ours`` on the current package; the current probe
+    ``now``."""
+    (tmp_path / "probe.py").write_text("# C's own probe\n")
+
+    def probe_of(package, source=None):  # noqa: ANN001, ANN202
+        if source is None:
+            raise RuntimeError("python -m unet_core.probe failed: unknown parameter 'new'")
+        return dict(theirs if package == tmp_path else ours)
+
+    monkeypatch.setattr(module, "extract_package", lambda commit, into: tmp_path)
+    monkeypatch.setattr(module, "current_package", lambda into: tmp_path / "current")
+    monkeypatch.setattr(module, "old_fingerprint", lambda package: OLD)
+    monkeypatch.setattr(module, "probe_of", probe_of)
+    monkeypatch.setattr(module, "probe_digests", lambda: dict(now))
+
+
+def test_added_components_carry_the_results_over(benchmark_script, results, tmp_path,
+                                                 monkeypatch, capsys) -> None:
+    module = benchmark_script("migrate_provenance")
+    added = {**PROBE, "sampler.new": "a" * 12}
+    _stub_additions(module, monkeypatch, tmp_path, PROBE, added, added)
+    assert module.main(["--from-commit", "HEAD", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "adds 1 component(s): sampler.new" in out and "rewrote 3 fingerprint(s)" in out
+
+
+@pytest.mark.parametrize(("ours", "now", "why"), [
+    ({**PROBE, "loss.dice": "f" * 12}, {**PROBE, "x": "1" * 12},
+     "its own probe differs on the current code in loss.dice"),
+    (PROBE, {**PROBE, "loss.dice": "f" * 12, "x": "1" * 12},
+     "the probes differ in 2 component(s)"),
+])
+def test_a_changed_component_is_never_carried_over_as_an_addition(
+        benchmark_script, results, tmp_path, monkeypatch, capsys, ours, now, why) -> None:
+    module = benchmark_script("migrate_provenance")
+    _stub_additions(module, monkeypatch, tmp_path, PROBE, ours, now)
+    if why.startswith("the probes"):  # the current probe runs on C and sees the change
+        monkeypatch.setattr(module, "probe_of", lambda package, source=None: dict(PROBE))
+    before = _contents(results)
+    assert module.main(["--from-commit", "HEAD", "--results-dir", str(results)]) == 1
+    assert why in capsys.readouterr().out
+    assert _contents(results) == before
+
+
+def test_added_only(benchmark_script) -> None:
+    module = benchmark_script("migrate_provenance")
+    assert module.added_only({"a": "1"}, {"a": "1", "b": "2"}) == ["b"]
+    assert module.added_only({"a": "1"}, {"a": "1"}) == []
+    assert module.added_only({"a": "1"}, {"a": "2", "b": "2"}) is None
+    assert module.added_only({"a": "1"}, {"b": "2"}) is None

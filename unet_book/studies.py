@@ -21,6 +21,16 @@ mean difference, ``mean(d) +- t(0.975, n - 1) * sd(d) / sqrt(n)`` (Student t; 4.
 seeds): **supported** when it lies above zero, **contradicted** when below, **undecided at this
 budget** otherwise; fewer than 3 seeds: **incomplete**. The test set decides nothing else: the
 threshold is chosen on training images, the steps are fixed in advance.
+
+In a cross-validated study (``folds``, ISBI 2012) a paired sample is one ``(seed, fold)``: both
+arms trained with that seed and tested on that fold; ``n`` counts these pairs.
+
+**The failure rule** (fixed before the runs of ``isbi_cv`` and ``drive_augmentation``;
+:func:`failure`): a cell whose training stopped on a non-finite loss, whose last logged
+training loss is not below its first, or whose last validation AUC is below
+:data:`MIN_VALIDATION_AUC` (an output that does not rank membranes or vessels above
+background, such as a constant one) is **failed**: shown as such with its reason, never
+averaged and never paired. Only training and validation data decide it, never the test set.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from unet_core.provenance import PACKAGE_DIR, covered_modules
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "studies"
 VERDICTS = ("supported", "contradicted", "undecided", "incomplete")
 MIN_SEEDS = 3
+MIN_VALIDATION_AUC = 0.6  # the failure rule: below it a cell has learned nothing usable
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Arm:
     label: str
     changes: Mapping[str, Any] = field(default_factory=dict)
     equal_time_with: str | None = None
+    image_per_seed: bool = False  # few-image arms: seed s trains on the s-th image
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,8 @@ class Study:
     evaluations: int = 5  # validation passes per cell (the curves)
     notes: str = ""
     doubles: str | None = None  # this study is that study's arms at twice its steps
+    folds: int = 0  # ISBI 2012 cross-validation: every (arm, seed) once per fold (0: none)
+    supersedes: tuple[str, ...] = ()  # older studies whose verdicts this one replaces
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -87,19 +101,36 @@ class Study:
         raise ValueError(f"study {self.name!r} has no arm {name!r}; its arms: "
                          f"{', '.join(a.name for a in self.arms)}")
 
-    def config(self, arm: str | Arm, seed: int, steps: int | None = None) -> TrainConfig:
-        """The config of one cell (``steps`` defaults to the study's)."""
+    @property
+    def fold_ids(self) -> tuple[int | None, ...]:
+        """The folds a cell can have: ``(None,)`` without cross-validation."""
+        return tuple(range(self.folds)) if self.folds else (None,)
+
+    def config(self, arm: str | Arm, seed: int, steps: int | None = None,
+               fold: int | None = None) -> TrainConfig:
+        """The config of one cell (``steps`` defaults to the study's; ``fold`` is required
+        exactly when the study cross-validates)."""
         arm = self.arm(arm) if isinstance(arm, str) else arm
         values = {**self.base, **arm.changes}
         profile = values.pop("profile", "cpu")
         steps = self.steps if steps is None else int(steps)
+        if (fold is None) != (not self.folds):
+            raise ValueError(f"study {self.name!r} has {self.folds or 'no'} folds; got "
+                             f"fold={fold!r}")
+        if self.folds:
+            values |= {"cv_folds": self.folds, "cv_fold": int(fold)}  # type: ignore[arg-type]
+        if arm.image_per_seed:
+            values |= {"train_start": seed}
         return TrainConfig.from_profile(profile, **values, seed=seed, steps=steps,
                                         eval_every=max(1, steps // self.evaluations))
 
 
 #: Direction of each metric a verdict may use: +1 higher is better, -1 lower is better.
 DIRECTION: dict[str, int] = {"auc_roc": 1, "f1": 1, "iou": 1, "rand_error": -1,
-                             "variation_of_information": -1, "pixel_error": -1}
+                             "variation_of_information": -1, "pixel_error": -1,
+                             "v_rand": 1, "v_info": 1, "v_rand_split": 1, "v_rand_merge": 1,
+                             "v_info_split": 1, "v_info_merge": 1, "warping_error": -1,
+                             "v_rand_best_on_test": 1}
 
 _DRIVE_BASE: dict[str, Any] = {"profile": "cpu", "dataset": "drive", "tta": "none"}
 _ISBI_BASE: dict[str, Any] = {"profile": "cpu", "dataset": "isbi2012", "val_images": 2,
@@ -182,6 +213,90 @@ STUDIES["isbi_recipe"] = Study(
            "mean over the 5 held-out slices."),
 )
 
+
+_ISBI_CV_BASE: dict[str, Any] = {**_ISBI_BASE, "isbi_gap": 2}
+STUDIES["isbi_cv"] = Study(
+    name="isbi_cv",
+    title=("ISBI 2012 in 5-fold cross-validation, scored with the challenge's instruments: the "
+           "weight map against class balance and against uniform membrane reweighting; the "
+           "paper's recipe against the cpu profile"),
+    dataset="isbi2012",
+    base=_ISBI_CV_BASE,
+    steps=1000,
+    seeds=(0, 1),
+    folds=5,
+    metric="v_rand",
+    secondary=("v_info", "warping_error", "v_rand_split", "v_rand_merge", "v_info_split",
+               "v_info_merge", "v_rand_best_on_test", "rand_error", "auc_roc"),
+    arms=(
+        Arm("w0_10", "weighted CE with the weight map, w0 = 10 (paper)",
+            {"loss": "weighted_ce", "w0": 10.0}),
+        Arm("w0_0", "weighted CE, class balance only (w0 = 0)",
+            {"loss": "weighted_ce", "w0": 0.0}),
+        Arm("membrane_reweighted", "weighted CE, class balance with the membranes reweighted "
+            "uniformly to the share of the loss w0 = 10 gives them",
+            {"loss": "weighted_ce", "w0": 0.0, "class_reweight_w0": 10.0}),
+        Arm("cpu", "cpu profile (BCE + Dice)"),
+        Arm("paper_w16_equal_time", "paper profile at 16 channels, equal time",
+            {"profile": "paper", "base_channels": 16}, equal_time_with="cpu"),
+    ),
+    comparisons=(
+        Comparison("C2", "weight map w0 = 10 against class balance alone (w0 = 0)",
+                   "w0_10", "w0_0"),
+        Comparison("C2", "weight map w0 = 10 against the same membrane share, uniformly",
+                   "w0_10", "membrane_reweighted"),
+        Comparison("C4", "paper profile (16 channels) against cpu profile, equal wall time",
+                   "paper_w16_equal_time", "cpu"),
+    ),
+    supersedes=("isbi_recipe", "isbi_recipe_2x"),
+    notes=("The 30 labelled slices in 5 folds of 6 consecutive slices; each fold is held out "
+           "once, the 2 slices on each side of it are used by no set, the last 2 of the rest "
+           "validate and the rest (18 or 20 slices) train; 2 seeds per fold, so 10 paired "
+           "samples per comparison. TTA off. Every cell's threshold is the one of 0.0, 0.1, "
+           "..., 1.0 with the best thinned V_rand on its own 2 validation slices; the test "
+           "scores (V_rand and V_info after border thinning, their split and merge parts, the "
+           "warping error) are the mean over the fold's 6 test slices at that threshold. The "
+           "leaderboard's best-over-thresholds V_rand is shown beside it, chosen on the test "
+           "slices; the unthinned Rand error at 0.5 is the older instrument. A cell whose "
+           "training diverges or does not learn (the failure rule) is flagged failed and "
+           "never averaged."),
+)
+STUDIES["drive_augmentation"] = Study(
+    name="drive_augmentation",
+    title="DRIVE: the paper's augmentation, like against like",
+    dataset="drive",
+    base=_DRIVE_BASE,
+    steps=1000,
+    seeds=(0, 1, 2, 3, 4),
+    arms=(
+        Arm("paper_full", "the paper's augmentation (elastic, rotation, shift, grey values)",
+            {"augmentation": "paper_full"}),
+        Arm("no_augmentation", "no augmentation", {"augmentation": "none"}),
+        Arm("paper_full_1img", "the paper's augmentation, 1 training image (seed s: image s)",
+            {"augmentation": "paper_full", "train_images": 1}, image_per_seed=True),
+        Arm("no_augmentation_1img", "no augmentation, 1 training image (seed s: image s)",
+            {"augmentation": "none", "train_images": 1}, image_per_seed=True),
+        Arm("albumentations_paper_elastic", "albumentations with the paper's elastic step "
+            "in place of its own", {"augmentation": "albumentations_paper_elastic"}),
+        Arm("cpu", "cpu profile (albumentations with its own elastic step)"),
+    ),
+    comparisons=(
+        Comparison("C1", "the paper's augmentation against none, 1 training image",
+                   "paper_full_1img", "no_augmentation_1img"),
+        Comparison("C1", "the paper's augmentation against none, 18 training images",
+                   "paper_full", "no_augmentation"),
+        Comparison("C1", "albumentations with the paper's elastic step against with its own",
+                   "albumentations_paper_elastic", "cpu"),
+    ),
+    supersedes=("drive_recipe", "drive_recipe_2x"),
+    notes=("The cpu profile with TTA off, 1000 steps, 5 seeds. The paper's augmentation is "
+           "its elastic deformation at the 572-px tile's scale, a rotation by a uniform angle, "
+           "the random patch position (a shift) and a random contrast (x 0.8-1.2) and "
+           "brightness (+- 0.1): the paper names these without their ranges. The one-image "
+           "arms train seed s on the s-th training image (21_training for seed 0). Threshold "
+           "chosen on the 20 training images; AUC and F1 pooled over the FOVs of the 20 test "
+           "images."),
+)
 
 
 def _doubled(name: str, arms: tuple[str, ...]) -> Study:
@@ -296,6 +411,23 @@ def result_fields(result: Any) -> dict[str, Any]:
     }
 
 
+def failure(cell: Mapping[str, Any]) -> str | None:
+    """Why a cell failed by the failure rule (module docstring), or None."""
+    if cell.get("error"):
+        return f"training stopped: {cell['error']}"
+    curve = cell.get("curve") or []
+    losses = [h["loss"] for h in curve if h.get("loss") is not None]
+    if any(not math.isfinite(x) for x in losses):
+        return "a non-finite training loss"
+    if len(losses) >= 2 and losses[-1] >= losses[0]:
+        return (f"the training loss rose: {losses[0]:.3f} at step {curve[0]['step']}, "
+                f"{losses[-1]:.3f} at step {curve[-1]['step']}")
+    aucs = [h["val_auc_roc"] for h in curve if h.get("val_auc_roc") is not None]
+    if aucs and aucs[-1] < MIN_VALIDATION_AUC:
+        return f"validation AUC {aucs[-1]:.3f} < {MIN_VALIDATION_AUC} at the end"
+    return None
+
+
 def current_cells(results: Mapping[str, Any], code: str, data_key: str | None = None,
                   ) -> list[dict[str, Any]]:
     """The cells made by code ``code`` (and, if given, on the data with provenance key
@@ -319,12 +451,18 @@ class Verdict:
 
 def paired_differences(cells: Sequence[Mapping[str, Any]], paper: str, other: str,
                        metric: str) -> dict[int, float]:
-    """``seed -> metric(paper) - metric(other)`` for the seeds both arms have."""
-    by = {(c["arm"], c["seed"]): c["metrics"].get(metric) for c in cells
-          if c.get("metrics")}
+    """``seed -> metric(paper) - metric(other)`` for the seeds (``(seed, fold)`` in a
+    cross-validation) both arms have; failed cells (:func:`failure`) pair with nothing."""
+    by = {(c["arm"], sample_id(c)): c["metrics"].get(metric) for c in cells
+          if c.get("metrics") and not c.get("failed")}
     seeds = sorted({s for a, s in by if a == paper} & {s for a, s in by if a == other})
     return {s: by[paper, s] - by[other, s] for s in seeds
             if by[paper, s] is not None and by[other, s] is not None}
+
+
+def sample_id(cell: Mapping[str, Any]) -> Any:
+    """What pairs two arms' cells: the seed, or ``(seed, fold)`` in a cross-validation."""
+    return cell["seed"] if cell.get("fold") is None else (cell["seed"], cell["fold"])
 
 
 def verdict(differences: Mapping[int, float], direction: int = 1,
@@ -367,7 +505,7 @@ def arm_summary(cells: Sequence[Mapping[str, Any]], arm: str, metric: str,
                 ) -> tuple[int, float | None, float | None]:
     """``(n, mean, sd)`` of ``metric`` over the arm's cells."""
     values = [c["metrics"][metric] for c in cells if c["arm"] == arm and c.get("metrics")
-              and c["metrics"].get(metric) is not None]
+              and not c.get("failed") and c["metrics"].get(metric) is not None]
     if not values:
         return 0, None, None
     mean = sum(values) / len(values)

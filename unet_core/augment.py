@@ -57,12 +57,18 @@ Weight maps (:mod:`unet_core.weights`) are best recomputed from the deformed ins
 Deviations / choices not fixed by the paper: the spline family and boundary condition for the
 field interpolation (cubic spline, mirror), the image interpolation order (cubic spline) and the
 boundary extrapolation (mirror). The paper also names shifts, rotations and gray-value
-variations as desirable invariances without specifying them; ``make_augmentation("paper")``
-applies only the specified elastic deformation.
+variations as the invariances it needs ("we primarily need shift and rotation invariance as
+well as robustness to deformations and gray value variations") without specifying them;
+``make_augmentation("paper")`` applies only the specified elastic deformation, and
+``"paper_full"`` (:class:`PaperAugmentation`) all four: the elastic deformation, a rotation by
+a uniformly drawn angle, the shift of the random patch position (every augmentation has it)
+and a random contrast and brightness.
 
 :func:`albumentations_pipeline` is the modern alternative (flips, 90-degree rotations,
-ElasticTransform, GridDistortion, brightness/contrast); :func:`make_augmentation` selects one
-of ``"paper"``, ``"albumentations"`` or ``"none"``. Every transform has the call convention
+ElasticTransform, GridDistortion, brightness/contrast); ``"albumentations_paper_elastic"``
+(:class:`WithPaperElastic`) is that pipeline with its elastic step swapped for the paper's
+deformation, so the two differ in the elastic step alone. :func:`make_augmentation` selects
+one of :data:`AUGMENTATIONS`. Every transform has the call convention
 ``transform(image, *masks, rng=None) -> (image, *masks)``: it always returns a tuple (also with
 no masks), preserves the image dtype and every mask's dtype, and is deterministic given ``rng``
 (a :class:`numpy.random.Generator`, or an int seed).
@@ -84,7 +90,10 @@ import numpy as np
 from scipy import ndimage
 
 RngLike = np.random.Generator | int | None
-AUGMENTATIONS: tuple[str, ...] = ("paper", "albumentations", "none")
+AUGMENTATIONS: tuple[str, ...] = ("paper", "paper_full", "albumentations",
+                                  "albumentations_paper_elastic", "none")
+#: The augmentations that use the paper's elastic deformation (and its ``tile``).
+PAPER_ELASTIC: tuple[str, ...] = ("paper", "paper_full", "albumentations_paper_elastic")
 
 
 class Augmentation(Protocol):
@@ -264,7 +273,7 @@ def _resample(
     array: np.ndarray, positions: tuple[np.ndarray, np.ndarray], order: int
 ) -> np.ndarray:
     """Core of :func:`warp` for validated inputs and precomputed sampling positions."""
-    rows, cols = positions
+    rows, cols = positions  # any shape: the output's (H, W)
     height, width = array.shape[:2]
     if order == 0:
         r = _mirror_index(np.floor(rows + 0.5).astype(np.intp), height)
@@ -275,7 +284,7 @@ def _resample(
     supported = array.dtype.kind in "iu" or array.dtype in (np.float32, np.float64)
     source = array if supported else array.astype(np.float64)  # bool, float16, longdouble
     planes = source[..., None] if source.ndim == 2 else source
-    out = np.empty(planes.shape, dtype=np.float64)
+    out = np.empty((*rows.shape, planes.shape[2]), dtype=np.float64)
     for ch in range(planes.shape[2]):
         ndimage.map_coordinates(planes[..., ch], coords, output=out[..., ch], order=order,
                                 mode="mirror")
@@ -400,6 +409,134 @@ class NoAugmentation:
 
     def __repr__(self) -> str:
         return "NoAugmentation()"
+
+
+def rotation_context(patch: int) -> int:
+    """Pixels around a ``patch x patch`` window that a rotation by at most 45 degrees about its
+    centre pulls in: its half-diagonal times ``2 sin(22.5 deg)``."""
+    return math.ceil(patch / math.sqrt(2.0) * 2.0 * math.sin(math.pi / 8.0))
+
+
+def _centre(array: np.ndarray, context: int) -> np.ndarray:
+    return array[context:array.shape[0] - context, context:array.shape[1] - context]
+
+
+def _paste_centre(window: np.ndarray, centre: np.ndarray, context: int) -> np.ndarray:
+    """A copy of ``window`` whose centre (``context`` in from each side) is ``centre``."""
+    out = window.copy()
+    _centre(out, context)[...] = centre
+    return out
+
+
+class PaperAugmentation:
+    """The paper's augmentation in full (Sec. 3.1): elastic deformation, rotation, grey values.
+
+    On each call, as ``transform(window, *masks, rng=None)`` where ``window`` is the patch with
+    ``context`` pixels of image around it (:class:`~unet_core.data.sampler.PatchSampler`):
+
+    1. the paper's elastic field (:func:`tile_displacement_field`, ``sigma`` on a ``grid`` over
+       a ``tile``-sized tile, the patch at a uniform place in it), on the patch's pixels;
+    2. a rotation about the patch centre by ``90 k + phi`` degrees, ``k`` uniform in 0..3 and
+       ``phi`` uniform in [-45, 45] (so the angle is uniform on the circle): ``phi`` rotates
+       the sampling positions together with the elastic field (one resampling), ``k`` turns
+       the result exactly (``np.rot90``; non-square patches: ``k`` in {0, 2});
+    3. grey values (image only): ``a * x + b`` with the contrast ``a`` uniform in
+       ``1 +- contrast`` and the brightness ``b`` uniform in ``+- brightness`` (image units,
+       [0, 1] for the project's inputs), not clipped.
+
+    Shifts are the random patch positions of the sampler. Only the centre (the patch) is
+    resampled, from the whole window; the returned window's ``context`` border is the input's,
+    unchanged, since the sampler keeps only the centre. ``context`` must cover the elastic
+    displacements and the rotation (:func:`rotation_context`); beyond it the window is
+    mirrored. The paper states none of the ranges of steps 2 and 3: they are ours.
+    """
+
+    def __init__(self, sigma: float = 10.0, grid: int = 3, tile: int = 572, context: int = 0,
+                 order: int = 3, contrast: float = 0.2, brightness: float = 0.1) -> None:
+        self.sigma, self.grid = _check_sigma(sigma), _check_grid(grid)
+        self.order = _check_order(order)
+        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 2:
+            raise ValueError(f"tile must be an integer >= 2 (pixels), got {tile!r}")
+        if isinstance(context, bool) or not isinstance(context, numbers.Integral) or context < 0:
+            raise ValueError(f"context must be an integer >= 0 (pixels), got {context!r}")
+        self.tile, self.context = int(tile), int(context)
+        self.contrast = _check_nonnegative("contrast", contrast)
+        self.brightness = _check_nonnegative("brightness", brightness)
+
+    def __call__(
+        self, image: np.ndarray, *masks: np.ndarray, rng: RngLike = None
+    ) -> tuple[np.ndarray, ...]:
+        image = _check_image(image)
+        mask_list = _check_masks(masks, image.shape)
+        g = _rng(rng)
+        c = self.context
+        coarse = coarse_displacements(self.grid, self.sigma, g)
+        top, left = _tile_position(image.shape, self.tile, c, g)
+        h, w = image.shape[0] - 2 * c, image.shape[1] - 2 * c
+        field = tile_displacement_field(coarse, self.tile, (top, left, h, w))  # (2, h, w)
+        phi = math.radians(float(g.uniform(-45.0, 45.0)))
+        k = int(g.integers(0, 4)) if h == w else 2 * int(g.integers(0, 2))
+        contrast = float(g.uniform(1.0 - self.contrast, 1.0 + self.contrast))
+        brightness = float(g.uniform(-self.brightness, self.brightness))
+        # Source position of patch pixel (y, x): the centre m plus (y, x) - m turned by phi,
+        # plus the elastic displacement, in window coordinates (offset by the context).
+        y, x = np.indices((h, w), dtype=np.float64)
+        my, mx = (h - 1) / 2.0, (w - 1) / 2.0
+        cos, sin = math.cos(phi), math.sin(phi)
+        rows = c + my + cos * (y - my) - sin * (x - mx) + field[0]
+        cols = c + mx + sin * (y - my) + cos * (x - mx) + field[1]
+        out_image = _resample(image, (rows, cols), self.order)
+        out_image = np.rot90(out_image, k, axes=(0, 1))
+        scaled = out_image.astype(np.float64) * contrast + brightness
+        out_image = (np.clip(np.rint(scaled), *_int_range(image.dtype)).astype(image.dtype)
+                     if np.issubdtype(image.dtype, np.integer) else scaled.astype(image.dtype))
+        out_masks = [np.rot90(_resample(m, (rows, cols), 0), k) for m in mask_list]
+        return (_paste_centre(image, out_image, c),
+                *(_paste_centre(m, o, c) for m, o in zip(mask_list, out_masks, strict=True)))
+
+    def __repr__(self) -> str:
+        return (f"PaperAugmentation(sigma={self.sigma}, grid={self.grid}, tile={self.tile}, "
+                f"context={self.context}, order={self.order}, contrast={self.contrast}, "
+                f"brightness={self.brightness})")
+
+
+def _int_range(dtype: np.dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+class WithPaperElastic:
+    """An augmentation pipeline whose elastic step is the paper's deformation.
+
+    ``transform(window, *masks, rng=None)``: with probability ``p`` the paper's deformation
+    (``elastic``, an :class:`ElasticDeformation` with a tile and the window's ``context``) of
+    the whole window, then ``rest`` (e.g. :func:`albumentations_pipeline` with
+    ``elastic_p=0``) on the centre patch. The rest's flips and 90-degree turns commute in
+    distribution with the paper's field (its grid and its draws are symmetric), so the order
+    matches ``rest`` with the elastic step in its place. The context border comes back as
+    the input's (the sampler keeps the centre).
+    """
+
+    def __init__(self, elastic: ElasticDeformation, rest: Augmentation, p: float = 0.5) -> None:
+        self.elastic, self.rest = elastic, rest
+        self.p = _check_probability("p", p)
+        self.context = elastic.context
+
+    def __call__(
+        self, image: np.ndarray, *masks: np.ndarray, rng: RngLike = None
+    ) -> tuple[np.ndarray, ...]:
+        image = _check_image(image)
+        mask_list = _check_masks(masks, image.shape)
+        g = _rng(rng)
+        deformed = (self.elastic(image, *mask_list, rng=g) if g.random() < self.p
+                    else (image, *mask_list))
+        c = self.context
+        done = self.rest(*(np.ascontiguousarray(_centre(a, c)) for a in deformed), rng=g)
+        return tuple(_paste_centre(a, d, c) for a, d in zip((image, *mask_list), done,
+                                                             strict=True))
+
+    def __repr__(self) -> str:
+        return f"WithPaperElastic({self.elastic!r}, {self.rest!r}, p={self.p})"
 
 
 # -- albumentations alternative --------------------------------------------------------------------
@@ -606,17 +743,25 @@ def _albumentations_compose(
 
 
 def make_augmentation(kind: str, **kwargs: Any) -> Augmentation:
-    """Select an augmentation by name: ``"paper"``, ``"albumentations"`` or ``"none"``.
+    """Select an augmentation by name, one of :data:`AUGMENTATIONS`.
 
-    ``kwargs`` go to :class:`ElasticDeformation` (``sigma``, ``grid``, ``order``, ``tile``,
-    ``context``) or to
-    :func:`albumentations_pipeline`; ``"none"`` takes none. The result is called as
+    ``kwargs`` go to :class:`ElasticDeformation` (``"paper"``: ``sigma``, ``grid``,
+    ``order``, ``tile``, ``context``), :class:`PaperAugmentation` (``"paper_full"``),
+    :func:`albumentations_pipeline` (``"albumentations"``), or to the elastic step of
+    :class:`WithPaperElastic` (``"albumentations_paper_elastic"``, plus its probability
+    ``p``); ``"none"`` takes none. The result is called as
     ``transform(image, *masks, rng=None) -> (image, *masks)``.
     """
     if kind == "paper":
         return ElasticDeformation(**kwargs)
+    if kind == "paper_full":
+        return PaperAugmentation(**kwargs)
     if kind == "albumentations":
         return albumentations_pipeline(**kwargs)
+    if kind == "albumentations_paper_elastic":
+        p = kwargs.pop("p", 0.5)
+        return WithPaperElastic(ElasticDeformation(**kwargs),
+                                albumentations_pipeline(elastic_p=0.0), p=p)
     if kind == "none":
         if kwargs:
             raise ValueError(f"kind='none' takes no options, got {sorted(kwargs)}")

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from unet_core.augment import AUGMENTATIONS
+from unet_core.augment import AUGMENTATIONS, PAPER_ELASTIC
 from unet_core.data.prepare import CHANNELS
 from unet_core.data.resolve import DATASETS
 from unet_core.devices import DEVICES
@@ -49,7 +49,8 @@ RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every", "mem
 ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1,
                                 "ema_decay": 0.0, "compile": False, "elastic_tile": 0,
                                 "train_images": 0, "isbi_gap": 0, "precision": "auto",
-                                "memory_format": "auto"}
+                                "memory_format": "auto", "train_start": 0, "cv_folds": 0,
+                                "cv_fold": 0, "class_reweight_w0": 0.0}
 
 
 def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -58,15 +59,19 @@ def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Fields that only act together with another field's value: without it they change nothing.
-ONLY_WITH: dict[str, tuple[str, Any]] = {"elastic_tile": ("augmentation", "paper"),
-                                         "isbi_gap": ("dataset", "isbi2012")}
+ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "elastic_tile": ("augmentation", PAPER_ELASTIC),
+    "isbi_gap": ("dataset", ("isbi2012",)),
+    "cv_folds": ("dataset", ("isbi2012",)),
+    "cv_fold": ("dataset", ("isbi2012",)),
+}
 
 
 def effective(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` without the :data:`ONLY_WITH` fields that have no effect in it (the paper
-    deformation's tile when another augmentation is used)."""
+    deformation's tile when an augmentation without it is used)."""
     return {k: v for k, v in values.items()
-            if k not in ONLY_WITH or values.get(ONLY_WITH[k][0]) == ONLY_WITH[k][1]}
+            if k not in ONLY_WITH or values.get(ONLY_WITH[k][0]) in ONLY_WITH[k][1]}
 
 
 
@@ -80,9 +85,15 @@ class TrainConfig:
     val_images: int = 2  # training images held out for validation (threshold, curves)
     train_images: int = 0  # > 0: train on only the first this many of the remaining training
     # images (e.g. 1, to test learning from very few images); 0: all of them
+    train_start: int = 0  # with train_images: the first image kept (so seeds of a few-image
+    # study can each train on another image)
     isbi_gap: int = 2  # ISBI 2012: slices just before the held-out slices 25-29 that are
     # used neither to train nor to validate, so no training slice is adjacent to a held-out
     # one (serial sections 50 nm apart look alike); 0: train up to slice 24
+    cv_folds: int = 0  # ISBI 2012, > 1: cross-validation, the 30 slices cut into this many
+    # consecutive folds; fold cv_fold is held out, isbi_gap slices on each side of it are left
+    # out, the last val_images of the rest validate; 0: the fixed hold-out of slices 25-29
+    cv_fold: int = 0  # the held-out fold, 0 .. cv_folds - 1
     seed: int = 0  # seeds torch, NumPy and the data sampler
 
     # --- model (unet_core.model.UNet) ---------------------------------------------------------
@@ -106,6 +117,10 @@ class TrainConfig:
     loss: str = "bce_dice"  # one of LOSSES; the paper: weighted_ce
     w0: float = 10.0  # weight map (paper Eq. 2): border weight
     wmap_sigma: float = 5.0  # weight map: sigma in pixels
+    class_reweight_w0: float = 0.0  # > 0 (with w0=0): a control for the weight map, no border
+    # term but a uniform weight on the class the border term lands on (ISBI: membranes),
+    # scaled so that class gets the share of the total weight that the weight map with
+    # w0=class_reweight_w0 gives it on the training labels (unet_core.recipe); 0: off
 
     # --- optimisation -------------------------------------------------------------------------
     optimizer: str = "adam"  # one of OPTIMIZERS; the paper: SGD
@@ -177,7 +192,8 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("depth", "val_images", "eval_every", "threads", "elastic_sigma", "lr",
-                     "elastic_tile", "train_images", "isbi_gap",
+                     "elastic_tile", "train_images", "isbi_gap", "train_start", "cv_folds",
+                     "cv_fold", "class_reweight_w0",
                      "weight_decay", "time_budget_min", "checkpoint_every", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -207,6 +223,18 @@ class TrainConfig:
         if self.memory_format == "channels_last" and not self.channels_last:
             raise ValueError("memory_format='channels_last' contradicts channels_last=False "
                              "(which means contiguous); drop one of them")
+        if self.cv_folds == 1 or (self.cv_folds and self.cv_fold >= self.cv_folds):
+            raise ValueError(f"cv_fold must be in 0 .. cv_folds - 1 and cv_folds 0 (off) or "
+                             f">= 2, got cv_fold={self.cv_fold!r}, cv_folds={self.cv_folds!r}")
+        if self.cv_folds and self.dataset != "isbi2012":
+            raise ValueError(f"cv_folds is for ISBI 2012 (dataset='isbi2012'), got "
+                             f"dataset={self.dataset!r}")
+        if self.train_start and not self.train_images:
+            raise ValueError("train_start needs train_images >= 1 (the images kept from it)")
+        if self.class_reweight_w0 and (self.loss != "weighted_ce" or self.w0):
+            raise ValueError("class_reweight_w0 > 0 replaces the weight map's border term: it "
+                             f"needs loss='weighted_ce' and w0=0, got loss={self.loss!r}, "
+                             f"w0={self.w0!r}")
         if self.w0 < 0 or self.wmap_sigma <= 0:
             raise ValueError(
                 f"weight map needs w0 >= 0 and wmap_sigma > 0, got {self.w0!r}, {self.wmap_sigma!r}"

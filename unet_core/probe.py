@@ -10,9 +10,11 @@ What runs (each name is a component of the result, the part of it that a reader 
 
 * ``data.drive.<channels>`` and ``data.isbi2012``: :func:`~unet_core.data.splits.load_data` on
   a synthetic DRIVE and ISBI 2012 written by the package's own generators, for every input
-  choice of :data:`~unet_core.data.prepare.CHANNELS`; ``data.prepare``: those choices on a
+  choice of :data:`~unet_core.data.prepare.CHANNELS`, ISBI 2012's cross-validation folds and
+  DRIVE's ``train_start``; ``data.prepare``: those choices on a
   larger image; ``fov``: the field-of-view estimate;
-* ``weights.<dataset>``: the weight maps of Eq. 2 as the recipe computes them;
+* ``weights.<dataset>``: the weight maps of Eq. 2 as the recipe computes them, and the uniform
+  class reweighting that controls for them (``class_reweight_w0``);
 * ``sampler.<augmentation>.<padding>``: patches of :func:`~unet_core.recipe.build_sampler`
   for every augmentation and both paddings (with weight maps);
 * ``model.<padding>``: the network with and without batch norm and drop-out, train and eval;
@@ -323,6 +325,10 @@ def probe_data(inputs: Inputs) -> dict[str, Any]:
     out = {f"data.drive.{c}": _examples(load_data(small_config(channels=c), inputs.root))
            for c in CHANNELS}
     out["data.isbi2012"] = _examples(inputs.isbi)
+    out["data.isbi2012.cv"] = [_examples(load_data(small_config(
+        dataset="isbi2012", cv_folds=3, cv_fold=k, isbi_gap=1), inputs.root)) for k in range(3)]
+    out["data.drive.train_start"] = _examples(load_data(small_config(
+        train_images=1, train_start=1), inputs.root))
     fundus = _fundus()
     out["data.prepare"] = [prepare_image(image, c) for image in (fundus, fundus[:, :, 1])
                            for c in CHANNELS]
@@ -338,9 +344,13 @@ def probe_fov(inputs: Inputs) -> dict[str, Any]:
 
 def probe_weights(inputs: Inputs) -> dict[str, Any]:
     """The weight maps of Eq. 2 of the training images, as the recipe computes them."""
-    return {f"weights.{d}": loss_weight_maps(inputs.bundle(d).train,
-                                             small_config(dataset=d, loss="weighted_ce"))
-            for d in ("drive", "isbi2012")}
+    out = {f"weights.{d}": loss_weight_maps(inputs.bundle(d).train,
+                                            small_config(dataset=d, loss="weighted_ce"))
+           for d in ("drive", "isbi2012")}
+    out["weights.isbi2012.class_reweight"] = loss_weight_maps(
+        inputs.isbi.train, small_config(dataset="isbi2012", loss="weighted_ce", w0=0.0,
+                                        class_reweight_w0=10.0))
+    return out
 
 
 def probe_sampler(inputs: Inputs) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_core.augment import make_augmentation
+from unet_core.augment import PAPER_ELASTIC, make_augmentation, rotation_context
 from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchSampler
 from unet_core.data.splits import Example
@@ -76,9 +76,45 @@ def loss_weight_maps(examples: Sequence[Example], cfg: TrainConfig) -> list[np.n
     otherwise (ISBI 2012).
     """
     labels = [instance_labels(e, cfg) for e in examples]
-    class_weights = balanced_class_weights(labels, [e.fov for e in examples])
+    fovs = [e.fov for e in examples]
+    class_weights = balanced_class_weights(labels, fovs)
+    if cfg.class_reweight_w0:
+        factor = class_reweighting(labels, fovs, cfg)["factor"]
+        class_weights = (class_weights[0] * factor, class_weights[1])
     return [weight_map(lab, w0=cfg.w0, sigma=cfg.wmap_sigma, class_weights=class_weights)
             for lab in labels]
+
+
+def _border_class_share(maps: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                        fovs: Sequence[np.ndarray | None]) -> float:
+    """Share of the total weight on the pixels between instances (label 0), inside the FOVs."""
+    on = total = 0.0
+    for w, lab, fov in zip(maps, labels, fovs, strict=True):
+        inside = np.ones(lab.shape, bool) if fov is None else fov
+        on += float(w[(lab == 0) & inside].sum())
+        total += float(w[inside].sum())
+    return on / total
+
+
+def class_reweighting(labels: Sequence[np.ndarray], fovs: Sequence[np.ndarray | None],
+                      cfg: TrainConfig) -> dict[str, float]:
+    """The control for the weight map: the factor on the class-balance weight of the pixels
+    between instances (ISBI: the membranes) that gives them the share of the total weight the
+    weight map with ``w0 = cfg.class_reweight_w0`` gives them on these labels.
+
+    With ``w_c`` alone that class holds share ``s0 = W0 / (W0 + W1)`` (``W`` the summed
+    weights of the two classes); a factor ``f`` on it gives ``f W0 / (f W0 + W1)``, equal to
+    the target share ``s`` for ``f = s / (1 - s) * W1 / W0``. Returns the factor and both
+    shares, for the run's record."""
+    class_weights = balanced_class_weights(labels, fovs)
+    balanced = [weight_map(lab, w0=0.0, sigma=cfg.wmap_sigma, class_weights=class_weights)
+                for lab in labels]
+    mapped = [weight_map(lab, w0=cfg.class_reweight_w0, sigma=cfg.wmap_sigma,
+                         class_weights=class_weights) for lab in labels]
+    s0 = _border_class_share(balanced, labels, fovs)
+    target = _border_class_share(mapped, labels, fovs)
+    factor = target / (1.0 - target) * (1.0 - s0) / s0
+    return {"factor": factor, "share_balanced": s0, "share_target": target}
 
 
 def elastic_context(sigma: float) -> int:
@@ -87,18 +123,30 @@ def elastic_context(sigma: float) -> int:
     return math.ceil(4 * sigma)
 
 
+def augmentation_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The options of ``cfg``'s augmentation: the paper's field on a tile of ``elastic_tile``
+    (at least the patch) with the context it pulls in; ``paper_full`` adds the rotation's."""
+    if cfg.augmentation not in PAPER_ELASTIC:
+        return {}
+    options: dict[str, Any] = {"sigma": cfg.elastic_sigma, "grid": cfg.elastic_grid}
+    tile = max(cfg.elastic_tile, cfg.patch_size)
+    if cfg.augmentation == "paper_full":  # needs a tile: 0 means the patch's own size
+        return options | {"tile": tile, "context": elastic_context(cfg.elastic_sigma)
+                          + rotation_context(cfg.patch_size)}
+    if cfg.elastic_tile:  # the paper's scale: the patch is a window of a deformed tile
+        options |= {"tile": tile, "context": elastic_context(cfg.elastic_sigma)}
+    elif cfg.augmentation == "albumentations_paper_elastic":
+        raise ValueError("augmentation='albumentations_paper_elastic' needs elastic_tile > 0 "
+                         "(the paper's deformation of a window)")
+    return options
+
+
 def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
                   rank: int = 0) -> PatchSampler:
     """The patch stream of one process: seeded by ``cfg.seed`` alone for a single process,
     by ``(seed, rank)`` when several processes train together (each draws its own patches)."""
     model.check_size("patch_size", cfg.patch_size)
-    aug_kwargs: dict[str, Any] = {}
-    if cfg.augmentation == "paper":
-        aug_kwargs = {"sigma": cfg.elastic_sigma, "grid": cfg.elastic_grid}
-        if cfg.elastic_tile:  # the paper's scale: the patch is a window of a deformed tile
-            aug_kwargs |= {"tile": max(cfg.elastic_tile, cfg.patch_size),
-                           "context": elastic_context(cfg.elastic_sigma)}
-    transform = make_augmentation(cfg.augmentation, **aug_kwargs)
+    transform = make_augmentation(cfg.augmentation, **augmentation_options(cfg))
     weights = loss_weight_maps(examples, cfg) if cfg.loss == "weighted_ce" else None
     return PatchSampler(
         [e.image for e in examples],

@@ -80,10 +80,13 @@ def test_every_declared_cell_is_a_valid_config(name) -> None:  # noqa: ANN001
     assert len(set(names)) == len(names)
     for comp in study.comparisons:
         assert {comp.paper, comp.other} <= set(names)
-    assert study.metric in studies.DIRECTION and len(study.seeds) >= 3
+    assert study.metric in studies.DIRECTION and len(study.seeds) * max(1, study.folds) >= 3
     for arm in study.arms:
-        cfg = study.config(arm, seed=1)
+        cfg = study.config(arm, seed=1, fold=study.fold_ids[-1])
         assert cfg.seed == 1 and cfg.dataset == study.dataset
+        assert (cfg.cv_folds, cfg.cv_fold) == ((study.folds, study.folds - 1) if study.folds
+                                               else (0, 0))
+        assert cfg.train_start == (1 if arm.image_per_seed else 0)
         assert cfg.steps == study.steps and cfg.eval_every == study.steps // study.evaluations
         for field, value in arm.changes.items():
             if field != "profile":
@@ -176,3 +179,48 @@ def test_the_valid_padding_arm_feeds_a_valid_tile_with_the_cpu_output() -> None:
     net = UNet(3, 1, valid.base_channels, valid.depth, "valid")
     assert net.is_valid_size(valid.patch_size) and net.is_valid_size(valid.eval_tile)
     assert base.patch_size <= net.output_size(valid.patch_size) < base.patch_size + 2 ** base.depth
+
+
+def test_a_cross_validated_study_needs_a_fold_and_pairs_by_seed_and_fold() -> None:
+    study = STUDIES["isbi_cv"]
+    with pytest.raises(ValueError, match="has 5 folds; got fold=None"):
+        study.config("w0_10", seed=0)
+    with pytest.raises(ValueError, match="has no folds; got fold=1"):
+        STUDIES["drive_augmentation"].config("cpu", seed=0, fold=1)
+    cells = [{"arm": a, "seed": s, "fold": f, "metrics": {"v_rand": v}}
+             for a, s, f, v in [("w0_10", 0, 0, 0.9), ("w0_0", 0, 0, 0.8), ("w0_10", 0, 1, 0.7),
+                                ("w0_0", 0, 1, 0.75), ("w0_10", 1, 0, 0.5)]]
+    diffs = studies.paired_differences(cells, "w0_10", "w0_0", "v_rand")
+    assert diffs == pytest.approx({(0, 0): 0.1, (0, 1): -0.05})
+
+
+def _curve(losses, aucs):  # noqa: ANN001, ANN202
+    return [{"step": 100 * (i + 1), "loss": x, "val_auc_roc": a}
+            for i, (x, a) in enumerate(zip(losses, aucs, strict=True))]
+
+
+@pytest.mark.parametrize(("cell", "reason"), [
+    ({"curve": _curve([0.9, 0.5, 0.3], [0.8, 0.9, 0.95])}, None),
+    ({"error": "non-finite loss at step 7"}, "training stopped: non-finite loss at step 7"),
+    ({"curve": _curve([0.918, 1.022, 1.056], [0.77, 0.5, 0.5])}, "the training loss rose"),
+    ({"curve": _curve([0.9, float("nan")], [0.8, 0.8])}, "non-finite"),
+    ({"curve": _curve([0.9, 0.5], [0.8, 0.55])}, "validation AUC 0.550 < 0.6"),
+])
+def test_the_failure_rule(cell, reason) -> None:  # noqa: ANN001
+    found = studies.failure(cell)
+    assert (found is None) if reason is None else (reason in found)
+
+
+def test_failed_cells_are_never_paired_nor_averaged() -> None:
+    cells = [{"arm": "a", "seed": s, "metrics": {"auc_roc": 0.9 + s / 100}} for s in range(3)]
+    cells += [{"arm": "b", "seed": s, "metrics": {"auc_roc": 0.8}} for s in range(3)]
+    cells[1]["failed"] = "the training loss rose"
+    assert sorted(studies.paired_differences(cells, "a", "b", "auc_roc")) == [0, 2]
+    assert studies.arm_summary(cells, "a", "auc_roc")[0] == 2
+
+
+def test_the_old_c4_collapse_is_the_one_failed_cell_of_the_older_studies() -> None:
+    failed = [(name, c["arm"], c["seed"]) for name in ("drive_recipe", "drive_recipe_2x",
+                                                       "isbi_recipe", "isbi_recipe_2x")
+              for c in studies.load_results(name)["cells"] if studies.failure(c)]
+    assert failed == [("isbi_recipe", "paper_w16_equal_time", 1)]

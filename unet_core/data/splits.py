@@ -6,8 +6,11 @@ ISBI 2012: slices 25-29 are the held-out test set (the challenge's test labels a
 public); the ``isbi_gap`` slices before them (default 2: slices 23 and 24) are left out, so
 that no slice trained or validated on is adjacent to a held-out one; the rest, minus the last
 ``val_images``, train.
-``train_images`` (> 0) keeps only the first that many training images (DRIVE: 21_training
-first), a fixed choice for studies of learning from few images.
+ISBI 2012 cross-validation (``cv_folds`` > 1, :func:`isbi_folds`): the slices are cut into
+``cv_folds`` consecutive folds; fold ``cv_fold`` is the test set, the ``isbi_gap`` slices on
+each side of it are left out, and the last ``val_images`` of the remaining slices validate.
+``train_images`` (> 0) keeps only that many training images, from the ``train_start``-th on
+(DRIVE: 21_training is the 0th), a fixed choice for studies of learning from few images.
 
 Used by training (:mod:`unet_core.train`), evaluation and the book's chapters 5-9.
 """
@@ -76,8 +79,14 @@ def load_data(cfg: TrainConfig, data_root: str | Path | None = None) -> DataBund
                 f"than {ISBI_TEST_SLICES} held-out + {cfg.isbi_gap} gap (isbi_gap) + "
                 f"{cfg.val_images} validation slices"
             )
-        before = len(examples) - ISBI_TEST_SLICES - cfg.isbi_gap
-        train_all, test = examples[:before], examples[-ISBI_TEST_SLICES:]
+        if cfg.cv_folds:
+            train_idx, test_idx = isbi_folds(len(examples), cfg.cv_folds, cfg.cv_fold,
+                                             cfg.isbi_gap)
+            train_all = [examples[i] for i in train_idx]
+            test = [examples[i] for i in test_idx]
+        else:
+            before = len(examples) - ISBI_TEST_SLICES - cfg.isbi_gap
+            train_all, test = examples[:before], examples[-ISBI_TEST_SLICES:]
     if cfg.val_images >= len(train_all):
         raise ValueError(
             f"val_images={cfg.val_images} leaves no training image ({len(train_all)} available)"
@@ -88,5 +97,30 @@ def load_data(cfg: TrainConfig, data_root: str | Path | None = None) -> DataBund
         if cfg.train_images > len(train):
             raise ValueError(f"train_images={cfg.train_images} but only {len(train)} training "
                              f"images remain after val_images={cfg.val_images}")
-        train = train[:cfg.train_images]
+        if cfg.train_start + cfg.train_images > len(train):
+            raise ValueError(f"train_start={cfg.train_start} with train_images="
+                             f"{cfg.train_images} needs {cfg.train_start + cfg.train_images} "
+                             f"training images; {len(train)} remain after val_images="
+                             f"{cfg.val_images}")
+        train = train[cfg.train_start:cfg.train_start + cfg.train_images]
     return DataBundle(cfg.dataset, resolved.root, resolved.synthetic, train, train_all[cut:], test)
+
+
+def isbi_folds(n: int, folds: int, fold: int, gap: int) -> tuple[list[int], list[int]]:
+    """``(train and validation slices, test slices)`` of one cross-validation fold.
+
+    The ``n`` slices are cut into ``folds`` consecutive folds as equal as possible (the first
+    ``n % folds`` one slice longer); fold ``fold`` is the test set and the ``gap`` slices on
+    each side of it belong to no set, so no slice trained or validated on is within ``gap``
+    of a test slice (serial sections look alike). 30 slices, 5 folds, gap 2: fold 2 tests
+    slices 12-17 and leaves out 10-11 and 18-19.
+    """
+    if not 2 <= folds <= n or not 0 <= fold < folds or gap < 0:
+        raise ValueError(f"need 2 <= folds <= {n} slices, 0 <= fold < folds and gap >= 0, got "
+                         f"folds={folds}, fold={fold}, gap={gap}")
+    bounds = np.cumsum([0] + [n // folds + (k < n % folds) for k in range(folds)])
+    start, stop = int(bounds[fold]), int(bounds[fold + 1])
+    rest = [i for i in range(n) if i < start - gap or i >= stop + gap]
+    if not rest:
+        raise ValueError(f"fold {fold} of {folds} with gap {gap} leaves no slice to train on")
+    return rest, list(range(start, stop))
