@@ -137,8 +137,8 @@ def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> st
         for s, f in columns:
             ident = (arm.name, s, f)
             row.append("failed" if ident in failed else "done" if ident in done else
-                       "older" if ident in older else "-")
-        width = 6 if study.folds else 4
+                       "older" if ident in older else "missing")
+        width = 7
         lines.append(f"{arm.name:<30}" + "".join(f"  {r:<{width + 2}}" for r in row))
     return "\n".join(lines)
 
@@ -225,6 +225,13 @@ def rescore(study: Study, directory: Path) -> int:
     return 0
 
 
+def _integers(option: str, text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise ValueError(f"{option} expects comma-separated integers, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", help=f"the study: one of {', '.join(STUDIES)}")
@@ -244,12 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         arms = [a for a in args.arms.split(",") if a] or [a.name for a in study.arms]
         for a in arms:
             study.arm(a)
-        seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else list(study.seeds)
+        seeds = _integers("--seeds", args.seeds) if args.seeds else list(study.seeds)
         folds: list[int | None] = list(study.fold_ids)
         if args.folds:
             if not study.folds:
                 raise ValueError(f"--folds: study {study.name!r} is not cross-validated")
-            folds = [int(f) for f in args.folds.split(",") if f]
+            folds = list(_integers("--folds", args.folds))
             bad = [f for f in folds if f not in study.fold_ids]
             if bad:
                 raise ValueError(f"--folds: {bad} not among the folds 0..{study.folds - 1}")

@@ -21,7 +21,9 @@ import numpy as np
 from unet_book.studies import (
     CLAIMS,
     DIRECTION,
+    MIN_VALIDATION_AUC,
     STUDIES_DIR,
+    Claim,
     Study,
     Verdict,
     arm_summary,
@@ -35,9 +37,16 @@ from unet_book.studies import (
 from unet_book.tables import markdown_table
 from unet_core.provenance import dataset_fingerprint, is_current
 
-METRIC_NAMES = {"auc_roc": "AUC-ROC", "f1": "F1", "iou": "IoU", "rand_error": "Rand error",
-                "variation_of_information": "VI (bits)", "pixel_error": "pixel error",
-                "val_auc_roc": "validation AUC-ROC", "val_f1": "validation F1"}
+METRIC_NAMES = {"auc_roc": "AUC-ROC", "f1": "F1", "iou": "IoU",
+                "rand_error": "Rand error (unthinned, at 0.5)",
+                "variation_of_information": "VI (bits, unthinned, at 0.5)",
+                "pixel_error": "pixel error", "val_auc_roc": "validation AUC-ROC",
+                "val_f1": "validation F1", "v_rand": "V_rand (thinned)",
+                "v_info": "V_info (thinned)", "v_rand_split": "V_rand split",
+                "v_rand_merge": "V_rand merge", "v_info_split": "V_info split",
+                "v_info_merge": "V_info merge", "warping_error": "warping error",
+                "v_rand_best_on_test": "V_rand (thinned), best threshold chosen on the test "
+                                       "slices"}
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ def _equal_time(view: StudyView) -> str:
 def provenance_note(view: StudyView) -> str:
     """Markdown: which cells are shown, made by which code, when, on what, at what budget."""
     study, cells = view.study, view.cells
-    total = len(study.arms) * len(study.seeds)
+    total = cell_count(study)
     if not cells:
         return (f"**Study `{study.name}` has no cells yet** (`make study NAME={study.name}`); "
                 f"its {total} cells are missing.")
@@ -116,6 +125,56 @@ def provenance_note(view: StudyView) -> str:
         text += (f" This build has only the synthetic stand-in for {study.dataset}; the cells "
                  "shown were made on the real data by the current code.")
     return text
+
+
+def cell_count(study: Study) -> int:
+    """The cells a study declares: arms x seeds (x folds)."""
+    return len(study.arms) * len(study.seeds) * max(1, study.folds)
+
+
+def failure_rule() -> str:
+    """Markdown: the failure rule with its numbers (:func:`~unet_book.studies.failure`)."""
+    return ("**The failure rule**, fixed before the runs: a cell has failed when its training "
+            "stopped on a non-finite loss, when its last logged training loss is not below its "
+            "first, or when its last validation AUC is below "
+            f"{MIN_VALIDATION_AUC} (no usable ranking of the pixels, e.g. a constant output).")
+
+
+def failed_note(view: StudyView) -> str:
+    """Markdown: the failed cells (:func:`~unet_book.studies.failure`) and why, or ''."""
+    failed = [c for c in view.cells if c.get("failed")]
+    if not failed:
+        return ""
+    items = "; ".join(f"`{c['arm']}` seed {c['seed']}"
+                      + ("" if c.get("fold") is None else f" fold {c['fold']}")
+                      + f": {c['failed']}" for c in failed)
+    return (f"**{len(failed)} failed cell(s)**, by the failure rule fixed before the runs, "
+            f"shown here and never averaged or paired: {items}.")
+
+
+def reweighting_note(view: StudyView, arm: str = "membrane_reweighted") -> str:
+    """Markdown: the control arm's membrane factor and loss shares, from its cells' records
+    (computed from each cell's training labels), or ''."""
+    records = [c["class_reweighting"] for c in view.cells
+               if c["arm"] == arm and c.get("class_reweighting")]
+    if not records:
+        return ""
+    factor = [r["factor"] for r in records]
+    target = [r["share_target"] for r in records]
+    balanced = [r["share_balanced"] for r in records]
+    return (f"The control `{arm}`: the class-balance weight of the membranes times "
+            f"{min(factor):.2f} to {max(factor):.2f} (per fold, from its training labels), "
+            f"which moves the membranes' share of the summed loss weight from "
+            f"{100 * np.mean(balanced):.0f} % (class balance alone) to "
+            f"{100 * min(target):.1f}-{100 * max(target):.1f} %, the share the weight map "
+            f"with $w_0 = 10$ gives them on the same labels ({len(records)} cells).")
+
+
+def superseded_note(claim: Claim, view: StudyView) -> str:
+    """Markdown: why an older study's verdict on ``claim`` no longer stands."""
+    return (f"**Superseded** (study `{view.study.name}`, kept for the record): this verdict "
+            f"on {claim.key} is replaced by the study `{claim.study}` above, because "
+            f"{claim.why_superseded}.")
 
 
 def _minutes(cells: Sequence[dict[str, Any]]) -> str:
@@ -151,11 +210,11 @@ def arms_table(view: StudyView, metrics: Sequence[str] | None = None) -> str:
             row.append("" if mean is None else
                        f"{mean:.4f}" + ("" if sd is None else f" ± {sd:.4f}"))
         steps = sorted({c["steps"] for c in mine})
-        errors = [c for c in mine if c.get("metrics") is None]
-        row[1:1] = [f"{n}" + (f" (+{len(errors)} diverged)" if errors else "")]
+        failed = [c for c in mine if c.get("failed") or c.get("metrics") is None]
+        row[1:1] = [f"{n}" + (f" (+{len(failed)} failed)" if failed else "")]
         row += [", ".join(map(str, steps)) or "", _minutes(mine), _machines(mine)]
         rows.append(row)
-    header = ["arm", "seeds", *(f"{METRIC_NAMES.get(m, m)}, mean ± sd" for m in metrics),
+    header = ["arm", "cells", *(f"{METRIC_NAMES.get(m, m)}, mean ± sd" for m in metrics),
               "steps", "minutes, wall (normalised)", "machine"]
     return markdown_table(header, rows, align="l" + "r" * (len(header) - 2) + "l")
 
@@ -178,7 +237,8 @@ def comparisons_table(view: StudyView, claims: Sequence[str] | None = None,
                      "n/a" if v.low is None else f"[{v.low:+.4f}, {v.high:+.4f}]",
                      f"**{v.verdict}**", f"{METRIC_NAMES.get(v.metric, v.metric)} ({better} "
                      "is the paper's side)"])
-    return markdown_table(["claim", "comparison (the paper's arm first)", "seeds",
+    pairs = "pairs (seed, fold)" if view.study.folds else "seeds"
+    return markdown_table(["claim", "comparison (the paper's arm first)", pairs,
                            "mean difference", "95 % interval", "verdict", "metric"], rows,
                           align="llrrrll")
 
@@ -227,13 +287,14 @@ def claims_table(views: dict[str, StudyView]) -> str:
                 (w for w in comparison_rows(doubled, claims=(claim.key,))
                  if w.comparison == v.comparison), None)
             overall = v.verdict if twice is None else budget_verdict(v.verdict, twice.verdict)
-            rows.append([claim.key, claim.section, v.comparison.statement, v.n, v.verdict,
+            rows.append([claim.key, claim.section, v.comparison.statement,
+                         f"`{claim.study}`", v.n, v.verdict,
                          "not run at twice the steps" if claim.doubled is None else
                          "n/a" if twice is None else f"{twice.verdict} ({twice.n} seeds)",
                          f"**{overall}**"])
-    return markdown_table(["claim", "section", "comparison (the paper's arm first)", "seeds",
-                           "verdict", "at twice the steps", "overall"], rows,
-                          align="lllrlll")
+    return markdown_table(["claim", "section", "comparison (the paper's arm first)", "study",
+                           "paired samples", "verdict", "at twice the steps", "overall"],
+                          rows, align="llllrlll")
 
 
 GPU_CELL = "gpu_paper_isbi.json"  # written by benchmarks/gpu_paper_isbi.py on a CUDA machine

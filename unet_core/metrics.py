@@ -73,10 +73,12 @@ is therefore one single segment: binarise it first.)
 
   Binarisation uses ``>= threshold`` as everywhere in this module (the challenge's script uses
   ``> threshold``; the two differ only for probabilities exactly at the threshold).
-  Not reproduced: the challenge's final leaderboard metric ``V_rand (thinned)`` first thins
-  the boundaries to one pixel width and reports the best score over the thresholds
-  0.0, 0.1, ..., 1.0; here the threshold is given and nothing is thinned, so numbers are
-  comparable between our runs but not to the leaderboard.
+  Here the threshold is given and nothing is thinned, so numbers are comparable between our
+  runs but not to the leaderboard. The challenge's final leaderboard metrics, ``V_rand
+  (thinned)`` and ``V_info (thinned)`` (borders thinned to one pixel by a watershed, best
+  score over the thresholds 0.0, 0.1, ..., 1.0), are :func:`challenge_scores`, and its
+  topology-preserving warping error is :func:`warping_error` (both re-exported here from
+  :mod:`unet_core.challenge` and :mod:`unet_core.warping`, whose docstrings give the sources).
 * :func:`variation_of_information`: ``VI = H(pred | true) + H(true | pred)`` in bits, split
   (over-segmentation) and merge (under-segmentation) parts, with the same foreground
   restriction and boundary handling, computed by ``skimage.metrics.variation_of_information``.
@@ -99,7 +101,9 @@ from skimage.measure import label as _label_components
 from skimage.metrics import contingency_table
 from skimage.metrics import variation_of_information as _skimage_vi
 
+from unet_core.challenge import challenge_scores  # noqa: F401  (re-exported)
 from unet_core.validation import check_choice as _check_choice
+from unet_core.warping import warping_error  # noqa: F401  (re-exported)
 
 ImageInput = np.ndarray | Sequence[np.ndarray]
 Polarity = Literal["membrane", "interior"]

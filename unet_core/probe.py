@@ -26,7 +26,8 @@ What runs (each name is a component of the result, the part of it that a reader 
 * ``inference.<padding>.<tta>``: overlap-tile probabilities for every test-time augmentation;
 * ``threshold.<rule>``: the threshold choice of both ``threshold_images`` rules and the fixed
   one; ``evaluate.<dataset>``: the metrics of :func:`~unet_core.evaluation.evaluate` (inside
-  the FOV for DRIVE, with the ISBI errors for ISBI 2012); ``metrics.*``: the metric functions.
+  the FOV for DRIVE, with the ISBI errors for ISBI 2012); ``metrics.*``: the metric functions,
+  the challenge's thinned scores and warping error included.
 
 Stable numbers. The networks run in float64 (a wrapper casts their input; the library is not
 changed), on one thread, with deterministic algorithms and fixed seeds; everything is restored
@@ -85,12 +86,14 @@ from unet_core.losses import LOSS_NAMES, make_loss
 from unet_core.metrics import (
     THRESHOLD_METRICS,
     best_threshold,
+    challenge_scores,
     evaluate_set,
     pixel_error,
     pr_curve,
     rand_scores,
     roc_curve,
     variation_of_information,
+    warping_error,
 )
 from unet_core.model import PADDINGS, UNet
 from unet_core.optim import OPTIMIZERS, SCHEDULERS
@@ -566,7 +569,8 @@ def _noisy_probabilities(targets: list[np.ndarray], seed: int) -> list[np.ndarra
 
 def probe_metrics(inputs: Inputs) -> dict[str, Any]:
     """The metric functions on fixed probability maps: pixel metrics, curves and thresholds
-    (DRIVE, inside the FOV); pixel, Rand and VI errors in each variant (ISBI 2012)."""
+    (DRIVE, inside the FOV); pixel, Rand and VI errors in each variant, and the challenge's
+    thinned scores and warping error (ISBI 2012)."""
     drive = inputs.drive.train + inputs.drive.test
     probs = _noisy_probabilities([e.target for e in drive], seed=11)
     targets, fovs = [e.target for e in drive], [e.fov for e in drive]
@@ -584,7 +588,12 @@ def probe_metrics(inputs: Inputs) -> dict[str, Any]:
                        for s in (True, False)],
               "vi": [variation_of_information(maps, membranes, threshold=0.5, pred_boundary=b)
                      for b in ("singletons", "segment")]}
-    return {"metrics.pixel": _as_data(pixel), "metrics.isbi": _as_data(errors)}
+    challenge = {"best": challenge_scores(maps, membranes),
+                 "fixed": challenge_scores(maps, membranes, threshold=0.4),
+                 "warping": [warping_error(m, t, threshold=0.5)
+                             for m, t in zip(maps, membranes, strict=True)]}
+    return {"metrics.pixel": _as_data(pixel), "metrics.isbi": _as_data(errors),
+            "metrics.challenge": _as_data(challenge)}
 
 
 def _as_data(value: Any) -> Any:

@@ -12,13 +12,15 @@ from unet_book.evidence import (
     arms_table,
     claims_table,
     comparisons_table,
+    failed_note,
     live_cell_note,
     plot_curves,
     provenance_note,
     study_view,
+    superseded_note,
     view_line,
 )
-from unet_book.studies import STUDIES
+from unet_book.studies import CLAIMS, STUDIES
 from unet_core.provenance import dataset_fingerprint
 
 
@@ -87,7 +89,9 @@ def test_an_empty_study_says_so_and_the_claims_table_lists_every_comparison(resu
     assert view.cells == [] and "has no cells yet" in provenance_note(view)
     views = {name: study_view(name, results) for name in STUDIES}
     rows = [line for line in claims_table(views).splitlines() if line.startswith("| C")]
-    assert len(rows) == sum(len(s.comparisons) for s in STUDIES.values() if s.doubles is None)
+    assert len(rows) == sum(1 for claim in CLAIMS.values()
+                            for c in STUDIES[claim.study].comparisons if c.claim == claim.key)
+    assert all(f"`{CLAIMS[row.split('|')[1].strip()].study}`" in row for row in rows)
 
 
 def test_curves_are_drawn_per_arm(results) -> None:
@@ -139,3 +143,25 @@ def test_an_arm_without_cells_says_so(results) -> None:
     cfg = STUDIES["drive_recipe"].config("sgd", seed=0)
     note = live_cell_note(_live(cfg, 0.9), "drive_recipe", "sgd", results)
     assert "no cells of the arm `sgd` yet" in note and "record" not in note
+
+
+def test_failed_cells_are_named_and_counted_apart(results) -> None:
+    path = results / "drive_recipe.json"
+    data = json.loads(path.read_text())
+    data["cells"][1]["failed"] = "the training loss rose: 0.918 at step 72, 1.056 at step 362"
+    path.write_text(json.dumps(data))
+    view = study_view("drive_recipe", results)
+    note = failed_note(view)
+    assert "1 failed cell(s)" in note and "`paper_deformation_1img` seed 1: the training" in note
+    row = next(line for line in arms_table(view).splitlines() if "1 training image" in line
+               and "elastic" in line)
+    assert "| 2 (+1 failed) |" in row
+    comparison = next(line for line in comparisons_table(view, claims=("C1",)).splitlines()
+                      if "1 training image" in line)
+    assert "| 2 |" in comparison and "incomplete" in comparison
+
+
+def test_a_superseded_verdict_says_why(results) -> None:
+    note = superseded_note(CLAIMS["C2"], study_view("isbi_recipe", results))
+    assert note.startswith("**Superseded** (study `isbi_recipe`")
+    assert "`isbi_cv`" in note and "thinning" in note

@@ -224,3 +224,52 @@ def test_the_old_c4_collapse_is_the_one_failed_cell_of_the_older_studies() -> No
                                                        "isbi_recipe", "isbi_recipe_2x")
               for c in studies.load_results(name)["cells"] if studies.failure(c)]
     assert failed == [("isbi_recipe", "paper_w16_equal_time", 1)]
+
+
+@pytest.fixture
+def smoke_cv_study(monkeypatch, tmp_path, small_data_root) -> Study:
+    monkeypatch.setenv("UNET_DATA_DIR", str(small_data_root))
+    monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path / "runs"))
+    study = Study(
+        "smoke_cv", "smoke cross-validation", "isbi2012",
+        {"profile": "smoke", "dataset": "isbi2012", "patch_size": 32, "eval_tile": 64,
+         "isbi_gap": 1, "loss": "weighted_ce", "tune_threshold": False},
+        (Arm("w0_10", "w0 = 10", {"w0": 10.0}),
+         Arm("control", "uniform", {"w0": 0.0, "class_reweight_w0": 10.0})),
+        (Comparison("C2", "w0 vs control", "w0_10", "control"),), steps=3, seeds=(0,),
+        folds=3, metric="v_rand", evaluations=1)
+    monkeypatch.setitem(STUDIES, "smoke_cv", study)
+    return study
+
+
+def test_cross_validated_cells_are_scored_with_the_challenges_instruments_and_rescored(
+        benchmark_script, smoke_cv_study, tmp_path, capsys) -> None:
+    runner = benchmark_script("study")
+    out_dir = tmp_path / "results"
+    args = ["smoke_cv", "--results-dir", str(out_dir)]
+    assert runner.main([*args, "--folds", "1"]) == 0
+    cells = json.loads((out_dir / "smoke_cv.json").read_text())["cells"]
+    assert [(c["arm"], c["seed"], c["fold"]) for c in cells] == [("w0_10", 0, 1),
+                                                                  ("control", 0, 1)]
+    for c in cells:
+        m = c["metrics"]
+        assert 0 <= m["v_rand"] <= 1 and 0 <= m["v_info"] <= 1 and m["warping_error"] >= 0
+        assert m["v_rand_best_on_test"] >= m["v_rand"] - 1e-12  # chosen on the test slices
+        assert m["threshold_chosen_on_validation"] in [round(0.1 * k, 1) for k in range(11)]
+        assert c["config"]["cv_folds"] == 3 and c["config"]["cv_fold"] == 1
+        assert c["run"].endswith(f"-f1-{c['fingerprint']['key']}")
+        stored = sorted((tmp_path / "runs" / c["run"] / "probabilities").rglob("*_prob.png"))
+        assert [p.parent.name for p in stored].count("test") == 3  # fold 1 of 10 slices
+    assert "class_reweighting" in cells[1] and cells[1]["class_reweighting"]["factor"] > 1
+    assert "class_reweighting" not in cells[0]
+    capsys.readouterr()
+    assert runner.main([*args, "--cells"]) == 0
+    assert "2 of 6 cells done" in capsys.readouterr().out
+    assert runner.main([*args, "--rescore"]) == 0
+    again = json.loads((out_dir / "smoke_cv.json").read_text())["cells"]
+    assert [c["metrics"] for c in again] == [c["metrics"] for c in cells]
+    assert "2 cells rescored, 0 without a run folder" in capsys.readouterr().out
+    assert runner.main(["smoke_cv", "--folds", "x"]) == 2
+    assert "--folds expects comma-separated integers, got 'x'" in capsys.readouterr().err
+    assert runner.main(["smoke_cv", "--folds", "7", "--cells"]) == 2
+    assert "--folds: [7] not among the folds 0..2" in capsys.readouterr().err
