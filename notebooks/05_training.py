@@ -158,8 +158,9 @@ show_source(train_step)
 result = load_or_train(cfg, run_name, progress=False)
 data_note = ("SYNTHETIC stand-in: the real data set was not found under UNET_DATA_DIR; "
              "these numbers are not DRIVE results" if result.synthetic else "real data")
-print(f"run directory: {result.run_dir}\n{result.steps} steps, {result.train_minutes:.1f} "
-      f"minutes of training, stopped by {result.stopped_by}; {data_note}")
+print(f"run directory: {result.run_dir.name} in the runs folder\n{result.steps} steps, "
+      f"{result.train_minutes:.1f} minutes of training, stopped by {result.stopped_by}; "
+      f"{data_note}")
 print("made by", describe_run_provenance(result))
 assert result.steps == cfg.steps or result.stopped_by == "time"
 assert result.provenance["code"] == code_fingerprint()

@@ -119,7 +119,7 @@ probs = run_probabilities(run, test)
 threshold = run.metrics["test"]["threshold"]
 synthetic_note = (" **SYNTHETIC stand-in data: these are not DRIVE results.**"
                   if data.synthetic else "")
-print(f"{run.run_dir}: {run.steps} steps, {run.train_minutes:.1f} min of training, "
+print(f"{run.run_dir.name}: {run.steps} steps, {run.train_minutes:.1f} min of training, "
       f"{len(test)} test images" + synthetic_note)
 print("threshold", describe_threshold(run.metrics.get("threshold_choice"), threshold))
 print("made by", describe_run_provenance(run))

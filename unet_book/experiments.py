@@ -101,7 +101,8 @@ def load_or_train(
 
 def _loaded(done: RunResult, log: Callable[[str], None]) -> None:
     finished = done.metrics.get("finished_at", "")
-    log(f"loaded finished run {done.run_dir} ({done.steps} steps, {done.train_minutes:.1f} min "
+    log(f"loaded finished run {done.run_dir.name} of the runs folder ({done.steps} steps, "
+        f"{done.train_minutes:.1f} min "
         f"of training{', finished ' + finished if finished else ''}; "
         f"{describe(done.provenance)}); delete it to train again")
 

@@ -321,7 +321,7 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     data = load_data(cfg, data_root)
     made_by = fingerprint(cfg.dataset, data.root, data.synthetic)
     kind = "SYNTHETIC stand-in" if data.synthetic else "real"
-    log(f"data: {cfg.dataset} from {data.root} ({kind}), {len(data.train)} train / "
+    log(f"data: {cfg.dataset} from the folder {data.root.name} ({kind}), {len(data.train)} train / "
         f"{len(data.val)} val / {len(data.test)} test images")
     model = build_model(cfg, data.in_channels).to(device)
     placement = choose(cfg, model, device, "train")
