@@ -49,7 +49,7 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from unet_book.challenge_plots import challenge_table_rows, plot_thinning, warped_mismatches
+from unet_book.challenge_plots import challenge_table_rows, plot_thinning, warped_errors
 from unet_book.evidence import (
     arms_table,
     comparisons_table,
@@ -169,16 +169,18 @@ display(Markdown(markdown_table(["instrument", "threshold", "threshold chosen on
                                  "held-out slices"], rows, align="lrlr")))
 
 # %% [markdown]
-# What the thinning and the warping see, on the held-out slice with the most topological
-# errors at that threshold, around its largest one: the probability, the binarised
-# membranes, the thinned borders (one colour per cell) and, in red, the pixels that still
-# differ after warping, over the pixel mismatches before warping (grey), most of which the
-# warping absorbs.
+# What the thinning and the warping see, on the held-out slice with the most merged pixels at
+# that threshold, around its largest merge: the probability, the binarised membranes, the
+# thinned borders (one colour per cell) and the errors left after warping: merges, where the
+# prediction misses a membrane between two cells (red), splits, where it adds one across a
+# cell (blue), and the other topological errors, pieces of membrane or of cells added or lost
+# (yellow), over the pixel mismatches before warping (grey), which the warping absorbs where
+# they only shift a border.
 
 # %% mystnb={"figure": {"caption": "Thinning and warping.", "name": "fig-isbi-thinning"}}
-left = [int(warped_mismatches(p, e.target, chosen)[1].sum()) for p, e in zip(probs, held_out,
-                                                                           strict=True)]
-most = max(range(len(held_out)), key=left.__getitem__)
+merges = [int(warped_errors(p, e.target, chosen)["merge"].sum())
+          for p, e in zip(probs, held_out, strict=True)]
+most = max(range(len(held_out)), key=merges.__getitem__)
 fig = plot_thinning(held_out[most], probs[most], chosen)
 
 # %% [markdown]

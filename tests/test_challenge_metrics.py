@@ -15,7 +15,13 @@ from skimage.measure import label
 
 from unet_core import metrics
 from unet_core.challenge import CHALLENGE_THRESHOLDS, challenge_scores, thinned_segments
-from unet_core.warping import NEIGHBOURS, SIMPLE_POINT, simple_point_warp, warping_error
+from unet_core.warping import (
+    NEIGHBOURS,
+    SIMPLE_POINT,
+    mismatch_kinds,
+    simple_point_warp,
+    warping_error,
+)
 
 CELL = 22
 N_CELLS = 5  # per side: 25 cells
@@ -381,3 +387,17 @@ def test_warping_keeps_the_topology_of_the_ground_truth():
     assert label(padded, connectivity=1).max() == n_cells(gt)
     assert label(~padded, connectivity=2).max() == label(np.pad(gt, 1, constant_values=True),
                                                          connectivity=2).max()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mismatch_kinds_locate_what_warping_error_counts(seed) -> None:  # noqa: ANN001
+    gt, pred, _ = merged(seed)
+    kinds = mismatch_kinds(pred.astype(float), gt, threshold=0.5)
+    assert set(kinds) == {"split", "merge", "object_addition", "object_deletion",
+                          "hole_addition", "hole_deletion"}
+    assert kinds["merge"].any() and not any(kinds[k].any() for k in kinds if k != "merge")
+    assert not (kinds["merge"] & pred).any()  # merged pixels: membrane missed there
+    gt, pred = split(seed)
+    kinds = mismatch_kinds(pred.astype(float), gt, threshold=0.5)
+    assert kinds["split"].any() and not kinds["merge"].any()
+    assert not any(v.any() for v in mismatch_kinds(gt.astype(float), gt).values())

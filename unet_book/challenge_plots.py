@@ -8,8 +8,9 @@ topological errors that the warping error counts.
   membranes, the borders after the challenge's thinning (:func:`unet_core.challenge.
   thinned_segments`: each cell a colour, the one-pixel lines between them black), and the
   pixels that still differ after the ground truth is warped towards the prediction by simple
-  points (:func:`unet_core.warping.simple_point_warp`): border shifts vanish, splits and
-  merges remain.
+  points (:func:`unet_core.warping.mismatch_kinds`): border shifts vanish (grey: the pixel
+  mismatches before warping), merges (red), splits (blue) and the other topological errors
+  (yellow: pieces of membrane or of cells added or lost) remain.
 """
 
 from __future__ import annotations
@@ -25,22 +26,30 @@ from unet_book.weight_plots import instance_colours
 from unet_core.challenge import thinned_segments
 from unet_core.data.splits import Example
 from unet_core.metrics import challenge_scores, segment_labels, warping_error
-from unet_core.warping import simple_point_warp
+from unet_core.warping import mismatch_kinds
+
+#: Colours of the errors left after warping: missed membrane that merges cells, added
+#: membrane that splits one, and the rest (pieces of membrane or cell added or lost).
+ERROR_COLOURS = {"merge": (1.0, 0.1, 0.1), "split": (0.2, 0.5, 1.0), "other": (1.0, 0.8, 0.1)}
 
 
-def warped_mismatches(prob: np.ndarray, target: np.ndarray, threshold: float,
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``(before, after)``: the pixels where the binarised prediction differs from the ground
-    truth, and where it still differs from the ground truth warped towards it."""
-    predicted_cells = np.asarray(prob) < threshold  # membrane where prob >= threshold
-    cells = ~np.asarray(target, bool)
-    warped = simple_point_warp(cells, predicted_cells, np.abs(np.asarray(prob) - threshold))
-    return cells != predicted_cells, warped != predicted_cells
+def warped_errors(prob: np.ndarray, target: np.ndarray, threshold: float,
+                  ) -> dict[str, np.ndarray]:
+    """``{"before": pixel mismatches, "merge": ..., "split": ..., "other": ...}``: where the
+    binarised prediction differs from the ground truth, and where the errors left after
+    warping lie (:func:`unet_core.warping.mismatch_kinds`), as ``(H, W)`` bool maps."""
+    kinds = mismatch_kinds(prob, target, threshold=threshold)
+    before = (np.asarray(prob) >= threshold) != np.asarray(target, bool)
+    other = np.zeros_like(before)
+    for kind, where in kinds.items():
+        if kind not in ("merge", "split"):
+            other |= where
+    return {"before": before, "merge": kinds["merge"], "split": kinds["split"], "other": other}
 
 
 def topological_crop(after: np.ndarray, size: int = 160) -> tuple[slice, slice]:
-    """A ``size x size`` window around the largest cluster of mismatches left by warping
-    (the image centre if none is left)."""
+    """A ``size x size`` window around the largest cluster of ``after`` (mismatches left by
+    warping; the image centre if there are none)."""
     labels, n = ndimage.label(after, structure=np.ones((3, 3), bool))
     h, w = after.shape
     if n:
@@ -58,14 +67,16 @@ def plot_thinning(example: Example, prob: np.ndarray, threshold: float,
     """Four panels of one slice (module docstring), cropped to ``crop`` (default: around the
     largest topological error)."""
     membrane = np.asarray(prob) >= threshold
-    before, after = warped_mismatches(prob, example.target, threshold)
-    crop = crop or topological_crop(after)
+    errors = warped_errors(prob, example.target, threshold)
+    left = errors["merge"] | errors["split"] | errors["other"]
+    crop = crop or topological_crop(errors["merge"] if errors["merge"].any() else left)
     gray = example.image[..., 0]
     thinned = thinned_segments(membrane)
     counts = warping_error(prob, example.target, threshold=threshold)
     overlay = np.stack([gray[crop]] * 3, axis=-1) * 0.6
-    overlay[before[crop]] = (0.55, 0.55, 0.55)
-    overlay[after[crop]] = (1.0, 0.1, 0.1)
+    overlay[errors["before"][crop]] = (0.55, 0.55, 0.55)
+    for kind, colour in ERROR_COLOURS.items():
+        overlay[errors[kind][crop]] = colour
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.3))
     panels = [
         (np.asarray(prob)[crop], {"cmap": "magma", "vmin": 0, "vmax": 1},
@@ -75,8 +86,8 @@ def plot_thinning(example: Example, prob: np.ndarray, threshold: float,
          "cells"),
         (instance_colours(thinned[crop], gray[crop]), {},
          f"thinned borders: {thinned.max()} cells, none merged"),
-        (overlay, {}, f"after warping, whole slice: {counts.splits} splits, {counts.merges} "
-                      "merges (red)"),
+        (overlay, {}, f"after warping: merges red, splits blue (slice: {counts.merges}, "
+                      f"{counts.splits})"),
     ]
     for ax, (data, kw, title) in zip(axes, panels, strict=True):
         ax.imshow(data, **kw)

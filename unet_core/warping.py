@@ -192,8 +192,9 @@ def _splits_when_cleared(
     return len(after) > 2
 
 
-def _classify(warped: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
-    """Errors of each kind among the mismatches of a final warp (module docstring)."""
+def _kinds(warped: np.ndarray, predicted: np.ndarray,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, kind, on_cell)`` of every mismatch of a final warp (module docstring)."""
     components = ndimage.label(warped, structure=_CROSS)[0]  # 4-connected cells, 0 = membrane
     rows, cols = np.nonzero(warped != predicted)
     ids = _neighbour_ids(components, rows, cols)
@@ -213,6 +214,13 @@ def _classify(warped: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
         box = boxes[components[rows[k], cols[k]] - 1]
         split = _splits_when_cleared(components, box, rows[k], cols[k], ids[k])
         kinds[k] = "split" if split else "hole_deletion"
+    return rows, cols, kinds, centre_cell
+
+
+def _classify(warped: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    """Errors of each kind among the mismatches of a final warp: mismatches of one kind
+    clustered (``clusterMismatchesByError``)."""
+    rows, cols, kinds, centre_cell = _kinds(warped, predicted)
     counts = {}
     for kind in _KINDS:
         total = 0
@@ -224,6 +232,32 @@ def _classify(warped: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
             total += ndimage.label(mask, structure=np.ones((3, 3)) if eight else None)[1]
         counts[kind] = total
     return counts
+
+
+def _warp(prob: np.ndarray, membrane: np.ndarray, threshold: float,
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """``(warped, predicted)`` cell interiors of one checked slice."""
+    predicted = prob < threshold  # cell interior of the prediction
+    priority = np.abs(prob.astype(np.float64) - threshold).astype(np.float32)
+    return simple_point_warp(~membrane, predicted, priority), predicted
+
+
+def mismatch_kinds(pred: np.ndarray, target: np.ndarray, *, threshold: float = 0.5,
+                   ) -> dict[str, np.ndarray]:
+    """Where the errors :func:`warping_error` counts lie, for one ``(H, W)`` slice:
+    ``{kind: (H, W) bool}`` for each kind of remaining mismatch (``split``, ``merge``,
+    ``object_addition``, ``object_deletion``, ``hole_addition``, ``hole_deletion``; module
+    docstring), for figures."""
+    threshold = _check_unit("threshold", threshold)
+    ((prob, membrane),) = _slices([np.asarray(pred)], [np.asarray(target)], "pred")
+    warped, predicted = _warp(prob, membrane, threshold)
+    out = {kind: np.zeros(warped.shape, dtype=bool) for kind in _KINDS}
+    if np.any(warped != predicted):
+        rows, cols, kinds, _ = _kinds(warped, predicted)
+        for kind in _KINDS:
+            chosen = kinds == kind
+            out[kind][rows[chosen], cols[chosen]] = True
+    return out
 
 
 def warping_error(pred: ImageInput, target: ImageInput, *, threshold: float = 0.5) -> WarpingError:
@@ -244,9 +278,7 @@ def warping_error(pred: ImageInput, target: ImageInput, *, threshold: float = 0.
     threshold = _check_unit("threshold", threshold)
     errors, totals = [], dict.fromkeys(("mismatches", *_KINDS), 0)
     for prob, membrane in _slices(pred, target, "pred"):
-        predicted = prob < threshold  # cell interior of the prediction
-        priority = np.abs(prob.astype(np.float64) - threshold).astype(np.float32)
-        warped = simple_point_warp(~membrane, predicted, priority)
+        warped, predicted = _warp(prob, membrane, threshold)
         mismatches = int(np.count_nonzero(warped != predicted))
         errors.append(mismatches / warped.size)
         totals["mismatches"] += mismatches

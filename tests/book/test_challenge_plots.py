@@ -10,7 +10,7 @@ from unet_book.challenge_plots import (
     challenge_table_rows,
     plot_thinning,
     topological_crop,
-    warped_mismatches,
+    warped_errors,
 )
 from unet_core.data.splits import Example
 
@@ -37,12 +37,15 @@ def _example(target: np.ndarray) -> Example:
 
 def test_warping_absorbs_a_shifted_border_and_keeps_a_merge() -> None:
     target, shifted = _slice(gap=False, shift=True)
-    before, after = warped_mismatches(shifted, target, 0.5)
-    assert before.sum() > 0 and after.sum() == 0
+    errors = warped_errors(shifted, target, 0.5)
+    assert errors["before"].sum() > 0
+    assert not (errors["merge"] | errors["split"] | errors["other"]).any()
     target, merged = _slice(gap=True)
-    before, after = warped_mismatches(merged, target, 0.5)
-    assert after.sum() > 0 and after[10:20, 46:50].sum() == after.sum()
-    rows, cols = topological_crop(after, size=32)
+    errors = warped_errors(merged, target, 0.5)
+    assert not (errors["split"] | errors["other"]).any()
+    merge = errors["merge"]
+    assert merge.sum() > 0 and merge[10:20, 46:50].sum() == merge.sum()
+    rows, cols = topological_crop(merge, size=32)
     assert rows.start <= 15 < rows.stop and cols.start <= 48 < cols.stop
     assert topological_crop(np.zeros((96, 96), bool), size=32) == (slice(32, 64), slice(32, 64))
 
@@ -53,7 +56,7 @@ def test_the_figure_names_the_merge_and_the_thinned_cells() -> None:
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 4
     assert "3 cells" in titles[1] and "thinned borders: 3 cells" in titles[2]
-    assert "1 merges" in titles[3] and "0 splits" in titles[3]
+    assert "merges red, splits blue (slice: 1, 0)" in titles[3]
     plt.close(fig)
 
 
