@@ -29,6 +29,7 @@ from unet_book.studies import (
     arm_summary,
     budget_verdict,
     cell_metrics,
+    failure,
     get_study,
     load_results,
     source_digest,
@@ -64,10 +65,14 @@ class StudyView:
 
 
 def study_view(name: str, directory: Path = STUDIES_DIR) -> StudyView:
+    """The cells of study ``name`` to show (module docstring), each with the verdict of the
+    failure rule (:func:`~unet_book.studies.failure`): a cell recorded before the rule
+    existed is judged by it here, so a collapsed run is never averaged."""
     study = get_study(name)
     results = load_results(name, directory)
     fp = dataset_fingerprint(study.dataset)
-    cells = results.get("cells", [])
+    cells = [c if c.get("failed") or not (reason := failure(c)) else {**c, "failed": reason}
+             for c in results.get("cells", [])]
     now = [c for c in cells if is_current(c["fingerprint"], fp)]
     if now:
         return StudyView(study, now, True, fp["code"], fp["key"], fp["data"]["source"],
@@ -272,7 +277,11 @@ def plot_curves(view: StudyView, arms: Sequence[str] | None = None,
     ax.set_xlabel("training step")
     ax.set_ylabel(METRIC_NAMES.get(metric, metric))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no cells yet", transform=ax.transAxes, ha="center", va="center",
+                color="0.4")
     return fig
 
 

@@ -165,3 +165,15 @@ def test_a_superseded_verdict_says_why(results) -> None:
     note = superseded_note(CLAIMS["C2"], study_view("isbi_recipe", results))
     assert note.startswith("**Superseded** (study `isbi_recipe`")
     assert "`isbi_cv`" in note and "thinning" in note
+
+
+def test_cells_recorded_before_the_failure_rule_are_judged_by_it(results) -> None:
+    path = results / "drive_recipe.json"
+    data = json.loads(path.read_text())
+    data["cells"][0]["curve"] = [{"step": 500, "loss": 0.9, "val_auc_roc": 0.5},
+                                 {"step": 1000, "loss": 1.1, "val_auc_roc": 0.5}]
+    path.write_text(json.dumps(data))
+    view = study_view("drive_recipe", results)
+    failed = [c for c in view.cells if c.get("failed")]
+    assert len(failed) == 1 and "the training loss rose" in failed[0]["failed"]
+    assert "1 failed cell(s)" in failed_note(view)
