@@ -1,0 +1,150 @@
+"""The trained U-Net for the reader's browser: one tile network in ONNX, and what the page needs
+to tile an image exactly as :func:`unet_core.tiling.predict_tiled` does.
+
+:func:`export_run` writes, from a run folder's ``model.pt``, into a folder of its own:
+
+* ``model.onnx``: the network for **one tile** of a fixed size (the run's ``eval_tile``),
+  batch 1, fp32, exported with ``torch.onnx.export`` (the dynamo exporter, opset 18). Its
+  output is the logits, as :class:`~unet_core.model.UNet` gives them;
+* ``model.json`` (:func:`manifest`): the tile plan's parameters (tile, output and crop sizes,
+  the overlap and stride of :func:`~unet_core.tiling.plan_axis`, the pooling depth), the
+  input preparation (channels, as :func:`~unet_core.data.prepare.prepare_image`), how logits
+  become a probability (sigmoid of one channel, or softmax of two), the run's threshold, the
+  file's size and SHA-256, the largest difference to PyTorch measured at export, the run's
+  provenance and the library versions.
+
+:class:`OnnxTileNet` runs the exported file with ``onnxruntime`` behind the interface
+``predict_tiled`` uses, so the Python side can check the file through the very tiling the
+page reproduces: the difference between ``predict_tiled`` with the network and with its ONNX
+file is the difference the runtime makes, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+
+from unet_core.atomic import atomic_write, write_json
+from unet_core.model import UNet
+from unet_core.recipe import out_channels_for
+from unet_core.runs import MODEL, load_model, read_provenance
+from unet_core.tiling import plan_axis
+
+ONNX_FILE = "model.onnx"
+MANIFEST_FILE = "model.json"
+OPSET = 18
+CHECK_SEED = 0  # the random tiles the export is checked on
+
+
+def export_tile_network(model: UNet, tile: int) -> bytes:
+    """The ONNX file of ``model`` for one ``(1, C, tile, tile)`` input, in eval mode."""
+    model = model.eval()
+    x = torch.zeros(1, model.in_channels, tile, tile)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the exporter's notes on operators this model lacks
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=OPSET,
+                                    input_names=["image"], output_names=["logits"],
+                                    verbose=False)
+    assert program is not None
+    program.save(buffer)
+    data = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    return data
+
+
+def session(data: bytes | Path) -> onnxruntime.InferenceSession:
+    """An onnxruntime session (CPU) of an ONNX file or its bytes."""
+    source = data.read_bytes() if isinstance(data, Path) else data
+    return onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def largest_difference(model: UNet, data: bytes, tile: int, tiles: int = 2) -> float:
+    """Largest absolute difference of the logits of ``model`` and of its ONNX file on
+    ``tiles`` random tiles (seeded)."""
+    run = session(data)
+    generator = torch.Generator().manual_seed(CHECK_SEED)
+    worst = 0.0
+    for _ in range(tiles):
+        x = torch.rand(1, model.in_channels, tile, tile, generator=generator)
+        with torch.inference_mode():
+            expected = model.eval()(x).numpy()
+        got = run.run(None, {"image": x.numpy()})[0]
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def manifest(model: UNet, cfg: Any, threshold: float, data: bytes, difference: float,
+             provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """``model.json`` (module docstring)."""
+    plan = plan_axis(model, cfg.eval_tile, cfg.eval_tile)  # one tile's parameters
+    overlap = cfg.eval_tile - plan.stride if model.padding == "same" else None
+    return {
+        "file": ONNX_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "opset": OPSET, "input": "image", "output": "logits",
+        "tile": plan.tile, "out": plan.out, "crop": plan.crop, "stride": plan.stride,
+        "overlap": overlap, "depth": model.depth, "padding": model.padding,
+        "in_channels": model.in_channels, "channels": cfg.channels, "dataset": cfg.dataset,
+        "probability": "softmax" if out_channels_for(cfg.loss) == 2 else "sigmoid",
+        "threshold": threshold, "tta": "none",
+        "largest_difference_to_torch": difference,
+        "provenance": provenance,
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__},
+    }
+
+
+def export_run(run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Export the run in ``run_dir`` into ``out_dir`` (``model.onnx``, ``model.json``); the
+    manifest. The file is checked against PyTorch before it is written."""
+    model, cfg, threshold = load_model(run_dir / MODEL)
+    data = export_tile_network(model, cfg.eval_tile)
+    difference = largest_difference(model, data, cfg.eval_tile)
+    record = manifest(model, cfg, threshold, data, difference, read_provenance(run_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / ONNX_FILE, lambda f: f.write(data))
+    write_json(out_dir / MANIFEST_FILE, record, indent=1)
+    return record
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """An export's manifest; ValueError if its ``model.onnx`` is not the file it describes."""
+    record = json.loads((out_dir / MANIFEST_FILE).read_text())
+    data = (out_dir / ONNX_FILE).read_bytes()
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise ValueError(f"{ONNX_FILE}: its SHA-256 is not the one {MANIFEST_FILE} records")
+    return record
+
+
+class OnnxTileNet(nn.Module):
+    """An exported tile network behind the interface of :func:`unet_core.tiling.predict_tiled`:
+    ``forward`` runs each tile of a batch through onnxruntime; the geometry (``depth``,
+    ``padding``, sizes) is the original network's."""
+
+    def __init__(self, model: UNet, data: bytes | Path) -> None:
+        super().__init__()
+        self.net = model
+        self.session = session(data)
+        self.tile = int(self.session.get_inputs()[0].shape[-1])
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["net"], name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, T) -> logits (N, K, O, O), one tile at a time (batch 1 in the file)
+        outs = [self.session.run(None, {"image": t[None].float().numpy()})[0]
+                for t in x.float().cpu()]
+        return torch.from_numpy(np.concatenate(outs))
