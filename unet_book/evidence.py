@@ -327,9 +327,13 @@ def gpu_cell_note(directory: Path = STUDIES_DIR) -> str:
     text = (f"GPU cell, outside the verdicts (one seed, a time budget, another machine): "
             f"{cell.get('label', cell['arm'])}, seed {cell['seed']}, {cell['steps']} steps in "
             f"{cell['minutes']:.1f} min of training on {where} ({dev.get('precision', '?')}, "
-            f"torch {dev.get('torch', '?')}), {kind} ISBI 2012 data: held-out Rand error "
-            f"{_fmt(m.get('rand_error'))}, VI {_fmt(m.get('variation_of_information'))} bits, "
-            f"pixel error {_fmt(m.get('pixel_error'))}; {cell['date']}, sources "
+            f"torch {dev.get('torch', '?')}), {kind} ISBI 2012 data, slices 25-29 held out: "
+            + (f"thinned V_rand {_fmt(m['v_rand'])} at the threshold chosen on the validation "
+               f"slices, warping error {_fmt(m.get('warping_error'), 6)}, " if "v_rand" in m
+               else "") +
+            f"Rand error (unthinned, at 0.5) {_fmt(m.get('rand_error'))}, VI "
+            f"{_fmt(m.get('variation_of_information'))} bits, pixel error "
+            f"{_fmt(m.get('pixel_error'))}; {cell['date']}, sources "
             f"`{cell['source_digest']}` (code version `{cell.get('code_version', '?')}`).")
     if cell.get("quick"):
         text = "**A dry run, not a result** (`--quick`: 4 steps at width 8). " + text

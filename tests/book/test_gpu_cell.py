@@ -71,7 +71,9 @@ def test_the_claims_page_shows_the_cell_and_marks_a_dry_run_or_other_sources(dry
     note = gpu_cell_note(dry_run)
     cell = json.loads((dry_run / GPU_CELL).read_text())
     assert note.startswith("**A dry run, not a result**") and "outside the verdicts" in note
-    assert f"held-out Rand error {cell['metrics']['rand_error']:.4f}" in note
+    assert f"Rand error (unthinned, at 0.5) {cell['metrics']['rand_error']:.4f}" in note
+    assert f"thinned V_rand {cell['metrics']['v_rand']:.4f} at the threshold chosen" in note
+    assert 0 <= cell["challenge"]["threshold"] <= 1 and cell["metrics"]["warping_error"] >= 0
     assert "4 steps" in note and "Older result" not in note
     cell.update(quick=False, source_digest="0123456789ab",
                 device={"device": "cuda", "gpu": "NVIDIA H200", "precision": "bf16",
