@@ -70,6 +70,7 @@ if str(REPO) not in sys.path:  # the editable install does not always resolve ou
     sys.path.insert(0, str(REPO))
 
 from unet_core.atomic import write_json, write_text  # noqa: E402
+from unet_core.devices import cpu_flags, processor_name  # noqa: E402
 from unet_core.model import PADDINGS, Padding, UNet  # noqa: E402
 
 MODES: tuple[str, ...] = ("fp32", "channels_last", "bf16", "bf16+channels_last")
@@ -194,22 +195,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
 # -- environment -------------------------------------------------------------------------------
 def cpu_info() -> dict[str, Any]:
     """CPU model and the SIMD flags that matter for bf16 (from /proc/cpuinfo)."""
-    info: dict[str, Any] = {"model_name": platform.processor() or platform.machine(),
-                            "logical_cpus": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name":
-            info["model_name"] = value
-        elif key == "flags":
-            flags = value.split()
-            info["bf16_flags"] = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
-            info["avx512"] = any(f.startswith("avx512") for f in flags)
-            break
+    info: dict[str, Any] = {"model_name": processor_name(), "logical_cpus": os.cpu_count()}
+    if flags := cpu_flags():
+        info["bf16_flags"] = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
+        info["avx512"] = any(f.startswith("avx512") for f in flags)
     return info
 
 

@@ -36,7 +36,6 @@ import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
@@ -51,6 +50,7 @@ from matplotlib.patches import Rectangle
 from scipy import ndimage
 
 from unet_book.plotting import show
+from unet_core.devices import processor_name
 from unet_core.weights import ClassWeights, class_weight_map, distance_maps, weight_map
 
 Window = tuple[slice, slice]
@@ -402,15 +402,8 @@ def describe_machine() -> str:
     """E.g. ``"AMD EPYC, 2 logical CPUs, Linux x86_64, Python 3.11.9, NumPy 2.1, SciPy 1.14"``."""
     import scipy
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}, "
+    return (f"{processor_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+            f"{platform.machine()}, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"SciPy {scipy.__version__}")
 

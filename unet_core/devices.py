@@ -127,20 +127,32 @@ def environment(device: torch.device, precision: Precision) -> dict[str, object]
     return info
 
 
+def cpuinfo_value(*keys: str) -> str | None:
+    """The value of the first line of ``/proc/cpuinfo`` whose key is one of ``keys`` (None
+    where there is none or the file cannot be read): the one reader of that file."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() in keys:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_flags() -> list[str]:
+    """Every instruction-set flag of this CPU (x86 ``flags``, Arm ``Features``)."""
+    return (cpuinfo_value("flags", "Features") or "").split()
+
+
 def cpu_features() -> list[str]:
     """The instruction-set extensions of this CPU that decide which kernels PyTorch runs
     (from ``/proc/cpuinfo``; empty where it cannot be read)."""
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "asimd",
               "sve")
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    present = set(line.split(":", 1)[1].split())
-                    return [w for w in wanted if w in present]
-    except OSError:
-        pass
-    return []
+    present = set(cpu_flags())
+    return [w for w in wanted if w in present]
 
 
 def cpu_kind() -> str:
@@ -155,11 +167,4 @@ def cpu_kind() -> str:
 
 def processor_name() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (else what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpuinfo_value("model name") or platform.processor() or "unknown"
