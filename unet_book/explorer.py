@@ -35,7 +35,7 @@ from unet_core.config import TrainConfig
 from unet_core.data.imageio import read_image
 from unet_core.data.splits import load_data
 from unet_core.evaluation import predict_probability
-from unet_core.metrics import segmentation_metrics
+from unet_core.metrics import ConfusionCounts, segmentation_metrics
 from unet_core.predict import to_model_input
 from unet_core.runs import finished_run, load_model, runs_dir
 
@@ -100,16 +100,11 @@ class ThresholdMetrics:
                         if self.pos.size and self.neg.size else float("nan"))
 
     def at(self, threshold: float) -> dict[str, float]:
-        tp = self.pos.size - np.searchsorted(self.pos, threshold, side="left")
-        fp = self.neg.size - np.searchsorted(self.neg, threshold, side="left")
-        fn, tn = self.pos.size - tp, self.neg.size - fp
-
-        def ratio(a: float, b: float) -> float:
-            return float(a / b) if b else float("nan")
-
-        return {"f1": ratio(2 * tp, 2 * tp + fp + fn), "sensitivity": ratio(tp, tp + fn),
-                "specificity": ratio(tn, tn + fp), "precision": ratio(tp, tp + fp),
-                "accuracy": ratio(tp + tn, tp + tn + fp + fn), "auc_roc": self.auc_roc}
+        tp = int(self.pos.size - np.searchsorted(self.pos, threshold, side="left"))
+        fp = int(self.neg.size - np.searchsorted(self.neg, threshold, side="left"))
+        rates = ConfusionCounts(tp, fp, self.pos.size - tp, self.neg.size - fp).rates()
+        return {k: rates[k] for k in ("f1", "sensitivity", "specificity", "precision",
+                                      "accuracy")} | {"auc_roc": self.auc_roc}
 
 
 def rgb8(image: np.ndarray) -> np.ndarray:

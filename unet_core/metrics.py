@@ -239,6 +239,15 @@ class ConfusionCounts:
     def total(self) -> int:
         return self.tp + self.fp + self.fn + self.tn
 
+    def rates(self) -> dict[str, float]:
+        """The metrics of these counts alone (module docstring; ``nan`` for a zero
+        denominator): ``f1``, ``iou``, ``accuracy``, ``sensitivity``, ``specificity``,
+        ``precision``."""
+        tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
+        return {"f1": _ratio(2 * tp, 2 * tp + fp + fn), "iou": _ratio(tp, tp + fp + fn),
+                "accuracy": _ratio(tp + tn, self.total), "sensitivity": _ratio(tp, tp + fn),
+                "specificity": _ratio(tn, tn + fp), "precision": _ratio(tp, tp + fp)}
+
 
 def _counts(scores: np.ndarray, labels: np.ndarray, threshold: float) -> ConfusionCounts:
     pred = scores >= threshold
@@ -350,16 +359,8 @@ class SegmentationMetrics:
 
 
 def _metrics(k: ConfusionCounts, curve: _Curve) -> SegmentationMetrics:
-    return SegmentationMetrics(
-        auc_roc=_auc_roc(curve),
-        auc_pr=_average_precision(curve),
-        f1=_ratio(2 * k.tp, 2 * k.tp + k.fp + k.fn),
-        iou=_ratio(k.tp, k.tp + k.fp + k.fn),
-        accuracy=_ratio(k.tp + k.tn, k.total),
-        sensitivity=_ratio(k.tp, k.tp + k.fn),
-        specificity=_ratio(k.tn, k.tn + k.fp),
-        precision=_ratio(k.tp, k.tp + k.fp),
-    )
+    return SegmentationMetrics(auc_roc=_auc_roc(curve), auc_pr=_average_precision(curve),
+                               **k.rates())
 
 
 def segmentation_metrics(
