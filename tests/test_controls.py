@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from unet_core.augment import (
     AUGMENTATIONS,
@@ -209,3 +210,34 @@ def test_the_swapped_pipeline_needs_the_papers_tile() -> None:
                                    elastic_tile=0)
     with pytest.raises(ValueError, match="needs elastic_tile > 0"):
         augmentation_options(cfg)
+
+
+# -- the pixels outside the field of view ----------------------------------------------------------
+@pytest.mark.parametrize("augmentation", ["none", "paper"])
+def test_outside_the_fov_counts_as_background_only_when_asked(small_data_root,
+                                                              augmentation) -> None:  # noqa: ANN001
+    batches = {}
+    for mode in ("ignore", "background"):
+        cfg = TrainConfig.from_profile("smoke", patch_size=32, augmentation=augmentation,
+                                       outside_fov=mode)
+        data = load_data(cfg, small_data_root)
+        sampler = build_sampler(cfg, build_model(cfg, data.in_channels), data.train)
+        batches[mode] = sampler.sample(16)
+    ignore, background = batches["ignore"], batches["background"]
+    # the same patches are drawn (the FOV decides where), only the loss mask differs
+    assert torch.equal(ignore.image, background.image)
+    assert background.valid.float().mean() > ignore.valid.float().mean()
+    assert not ignore.valid.all() and bool(background.valid.all())
+    # outside the FOV the target is background; inside it is the same
+    assert torch.equal(background.target[ignore.valid], ignore.target[ignore.valid])
+    assert not background.target[~ignore.valid].any()
+
+
+def test_outside_fov_is_a_checked_choice() -> None:
+    with pytest.raises(ValueError, match="outside_fov='both' is not valid; expected one of "
+                                         "ignore, background"):
+        TrainConfig.from_profile("cpu", outside_fov="both")
+    assert TrainConfig.from_profile("cpu", outside_fov="background").key() != (
+        TrainConfig.from_profile("cpu").key())
+    assert TrainConfig.from_profile("cpu", dataset="isbi2012", outside_fov="background").key() == (
+        TrainConfig.from_profile("cpu", dataset="isbi2012").key())  # no FOV: no effect

@@ -106,10 +106,17 @@ def _record(w: Any) -> Any:
 
 def drive_scores(probs: Sequence[np.ndarray], examples: Sequence[Example], cfg: TrainConfig,
                  threshold: float) -> dict[str, Any]:
-    """Pooled test metrics of a DRIVE cell at its threshold (as training reported them)."""
+    """Pooled test metrics of a DRIVE cell at its threshold (as training reported them), and
+    the share of the pixels *outside* the FOVs predicted vessel (``outside_fov_positive``),
+    which the metrics never see but a reader's own photograph shows."""
     pooled = evaluate(None, examples, cfg, threshold, probs=list(probs))["pooled"]  # type: ignore[arg-type]
-    return {"metrics": {k: pooled[k] for k in ("auc_roc", "f1", "iou", "sensitivity",
-                                                "specificity")}}
+    metrics = {k: pooled[k] for k in ("auc_roc", "f1", "iou", "sensitivity", "specificity")}
+    outside = [np.asarray(p)[~e.fov] for p, e in zip(probs, examples, strict=True)
+               if e.fov is not None]
+    if outside:
+        pixels = np.concatenate(outside)
+        metrics["outside_fov_positive"] = float(np.mean(pixels >= threshold))
+    return {"metrics": metrics}
 
 
 def score_cell(run_dir: Path, cfg: TrainConfig, threshold: float,

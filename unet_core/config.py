@@ -27,6 +27,7 @@ from typing import Any
 from unet_core.augment import AUGMENTATIONS, PAPER_ELASTIC
 from unet_core.data.prepare import CHANNELS
 from unet_core.data.resolve import DATASETS
+from unet_core.data.sampler import OUTSIDE_FOV
 from unet_core.devices import DEVICES
 from unet_core.losses import LOSS_NAMES as LOSSES
 from unet_core.model import PADDINGS
@@ -50,7 +51,7 @@ ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world
                                 "ema_decay": 0.0, "compile": False, "elastic_tile": 0,
                                 "train_images": 0, "isbi_gap": 0, "precision": "auto",
                                 "memory_format": "auto", "train_start": 0, "cv_folds": 0,
-                                "cv_fold": 0, "class_reweight_w0": 0.0}
+                                "cv_fold": 0, "class_reweight_w0": 0.0, "outside_fov": "ignore"}
 
 
 def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +65,7 @@ ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
     "isbi_gap": ("dataset", ("isbi2012",)),
     "cv_folds": ("dataset", ("isbi2012",)),
     "cv_fold": ("dataset", ("isbi2012",)),
+    "outside_fov": ("dataset", ("drive",)),
 }
 
 
@@ -112,6 +114,9 @@ class TrainConfig:
     elastic_tile: int = 572  # the grid spans a tile this big and the patch is cut from it, so
     # a small patch is deformed at the paper's scale (0: the grid spans the patch itself; a
     # patch larger than the tile gets a tile of its own size)
+    outside_fov: str = "ignore"  # DRIVE: "ignore" (the loss sees only the field of view) or
+    # "background" (pixels outside it count as background, so the network learns to answer
+    # background there too); patches are drawn inside the FOV either way
 
     # --- loss ---------------------------------------------------------------------------------
     loss: str = "bce_dice"  # one of LOSSES; the paper: weighted_ce
@@ -185,6 +190,7 @@ class TrainConfig:
             ("precision", PRECISIONS),
             ("memory_format", MEMORY_FORMATS),
             ("threshold_images", THRESHOLD_IMAGES),
+            ("outside_fov", OUTSIDE_FOV),
             ("profile", tuple(PROFILES)),
         ):
             check_choice(name, getattr(self, name), choices)

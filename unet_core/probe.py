@@ -16,7 +16,8 @@ What runs (each name is a component of the result, the part of it that a reader 
 * ``weights.<dataset>``: the weight maps of Eq. 2 as the recipe computes them, and the uniform
   class reweighting that controls for them (``class_reweight_w0``);
 * ``sampler.<augmentation>.<padding>``: patches of :func:`~unet_core.recipe.build_sampler`
-  for every augmentation and both paddings (with weight maps);
+  for every augmentation and both paddings (with weight maps), and with the pixels outside
+  the FOV counted as background;
 * ``model.<padding>``: the network with and without batch norm and drop-out, train and eval;
 * ``loss.<name>``: every loss, both channel conventions, its value and gradient;
 * ``optimizer.<name>``, ``schedule.<name>``: every optimiser's steps on a fixed objective and
@@ -364,6 +365,8 @@ def probe_sampler(inputs: Inputs) -> dict[str, Any]:
             cfg = small_config(augmentation=aug, loss="weighted_ce",
                                **(VALID if padding == "valid" else {}))
             out[f"sampler.{aug}.{padding}"] = available(lambda cfg=cfg: _patches(cfg, inputs))
+    out["sampler.outside_fov_background"] = _patches(
+        small_config(augmentation="none", outside_fov="background"), inputs)
     return out
 
 

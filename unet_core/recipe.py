@@ -159,4 +159,5 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
         weights=weights,
         min_valid_fraction=0.1 if examples[0].fov is not None else 0.0,
         context=int(getattr(transform, "context", 0)) if cfg.augmentation != "none" else 0,
+        outside_fov=cfg.outside_fov,  # type: ignore[arg-type]
     )

@@ -126,7 +126,7 @@ def test_runner_trains_missing_cells_records_them_and_resumes(benchmark_script, 
     for c in cells:
         assert c["fingerprint"]["data"]["source"] == "real" and c["fingerprint"]["code"]
         assert c["machine"]["matmul_gflops"] > 0 and c["date"] and c["minutes"] > 0
-        assert 0 <= c["metrics"]["auc_roc"] <= 1
+        assert 0 <= c["metrics"]["auc_roc"] <= 1 and 0 <= c["metrics"]["outside_fov_positive"] <= 1
         every = max(1, c["steps"] // 2)  # two validation passes per cell
         passes = list(range(every, c["steps"] + 1, every))
         assert [h["step"] for h in c["curve"]] == passes + [c["steps"]] * (passes[-1] != c["steps"])

@@ -50,6 +50,7 @@ from unet_core.validation import check_choice as _check_choice
 
 Transform = Callable[..., tuple[np.ndarray, ...]]
 BORDERS: tuple[str, ...] = ("inside", "overhang")
+OUTSIDE_FOV: tuple[str, ...] = ("ignore", "background")
 
 
 class PatchBatch(NamedTuple):
@@ -196,6 +197,10 @@ class PatchSampler:
         border: ``"inside"`` or ``"overhang"`` (module docstring).
         context: pixels of image around the input window that the transform also gets (module
             docstring); 0 without a transform.
+        outside_fov: ``"ignore"`` (default): target pixels outside the FOV are invalid, the loss
+            never sees them; ``"background"``: they are valid background (target 0), so the
+            network learns to answer background there too. Either way the FOV decides which
+            positions are drawn (``min_valid_fraction``).
 
     Positions are drawn uniformly over all eligible (image, position) pairs, so larger images
     are drawn more often.
@@ -216,8 +221,11 @@ class PatchSampler:
         min_valid_fraction: float = 0.0,
         border: Literal["inside", "overhang"] = "inside",
         context: int = 0,
+        outside_fov: Literal["ignore", "background"] = "ignore",
     ) -> None:
         _check_arguments(images, targets, fovs, weights, border, min_valid_fraction)
+        _check_choice("outside_fov", outside_fov, OUTSIDE_FOV)
+        self.outside_fov = outside_fov
         if isinstance(context, bool) or not isinstance(context, int | np.integer) or context < 0:
             raise ValueError(f"context must be an integer >= 0 (pixels), got {context!r}")
         if context and transform is None:
@@ -248,7 +256,8 @@ class PatchSampler:
         )
         self._images: list[np.ndarray] = []  # (C, Hp, Wp), source dtype
         self._targets: list[np.ndarray] = []  # (Hp, Wp)
-        self._valid: list[np.ndarray] = []  # (Hp, Wp) bool
+        self._valid: list[np.ndarray] = []  # (Hp, Wp) bool: the FOV, which positions are drawn
+        self._loss_valid: list[np.ndarray] = []  # (Hp, Wp) bool: where the loss counts
         self._wmaps: list[np.ndarray] | None = None if weights is None else []  # (Hp, Wp) f32
         self._scale: list[float] = []
         self._stats: list[tuple[np.ndarray, np.ndarray]] = []  # per-channel mean, std
@@ -290,6 +299,8 @@ class PatchSampler:
         h, w = image.shape[:2]
         target = _as_target(i, target, (h, w))
         valid = _as_valid(i, fov, (h, w))
+        if self.outside_fov == "background":
+            target = np.where(valid, target, 0).astype(target.dtype)  # outside: background
         oh, ow = self.output_size
         npos = (h - oh + sum(hang[0]) + 1, w - ow + sum(hang[1]) + 1)
         if npos[0] < 1 or npos[1] < 1:
@@ -307,8 +318,10 @@ class PatchSampler:
         # there: a deformation that pulls in mirrored image pulls in its mirrored labels.
         c = self.context
         inner = tuple((before - c, after - c) for before, after in self._pad)
-        self._valid.append(np.pad(np.pad(valid, inner, mode="constant", constant_values=False),
-                                  c, mode="reflect"))
+        for masks, mask in ((self._valid, valid), (self._loss_valid, (
+                valid if self.outside_fov == "ignore" else np.ones((h, w), bool)))):
+            masks.append(np.pad(np.pad(mask, inner, mode="constant", constant_values=False),
+                                c, mode="reflect"))
         if self._wmaps is not None:
             assert weight is not None
             self._wmaps.append(np.pad(_as_weight_map(i, weight, (h, w)), self._pad, mode="reflect"))
@@ -375,7 +388,7 @@ class PatchSampler:
                 np.multiply(src, np.float32(self._scale[i]), out=images[k], casting="unsafe")
                 out = (slice(py + my, py + my + oh), slice(px + mx, px + mx + ow))
                 targets[k] = self._targets[i][out]
-                valid[k] = self._valid[i][out]
+                valid[k] = self._loss_valid[i][out]
                 if wmaps is not None:
                     assert self._wmaps is not None
                     wmaps[k] = self._wmaps[i][out]
@@ -384,7 +397,7 @@ class PatchSampler:
                 src = self._images[i][(slice(None), *window)]
                 image_in = np.multiply(src, np.float32(self._scale[i]), dtype=np.float32)
                 t_in = self._targets[i][window]
-                v_in = self._valid[i][window]
+                v_in = self._loss_valid[i][window]
                 w_in = None if self._wmaps is None else self._wmaps[i][window]
                 self._apply_transform(image_in, t_in, v_in, rng, images[k], targets[k],
                                       valid[k], w_in, None if wmaps is None else wmaps[k])
