@@ -122,7 +122,7 @@ def cell_id(cell: dict[str, Any]) -> tuple[str, int, int | None]:
 
 
 def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> str:
-    current = current_cells(results, code, key)
+    current = current_cells(results, code, key, study)
     done = {cell_id(c) for c in current}
     failed = {cell_id(c) for c in current if c.get("failed")}
     older = {cell_id(c) for c in results.get("cells", [])} - done
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         return rates[dtype]
 
     rate(training_dtype(study.config(arms[0], seed=0, fold=folds[0])))
-    done = {cell_id(c) for c in current_cells(results, code, key)}
+    done = {cell_id(c) for c in current_cells(results, code, key, study)}
     todo = [(a, s, f) for s in seeds for f in folds for a in arms if (a, s, f) not in done]
     if not todo:
         print(cell_table(study, results, code, key))
@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         results["cells"] = [c for c in results.get("cells", [])
                             if not (cell_id(c) == (arm, seed, fold)
                                     and c["fingerprint"]["code"] == code
-                                    and c["fingerprint"]["key"] == key)] + [cell]
+                                    and c["fingerprint"]["key"] == key
+                                    and c.get("config_key") == cell["config_key"])] + [cell]
         _save(study, results, directory)
         metric = (cell["metrics"] or {}).get(study.metric)
         failed = f" (failed: {cell['failed']})" if cell.get("failed") else ""

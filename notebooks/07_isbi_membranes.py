@@ -217,7 +217,7 @@ plt.show()
 # 25-29 alone, is superseded; it is kept for the record:
 
 # %%
-old = study_view("isbi_recipe")
+old = study_view("isbi_recipe", as_recorded=True)
 display(Markdown(superseded_note(CLAIMS["C2"], old)))
 display(Markdown(comparisons_table(old, claims=("C2",))))
 

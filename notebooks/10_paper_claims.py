@@ -68,6 +68,7 @@ from unet_book.evidence import (
     gpu_cell_note,
     plot_curves,
     provenance_note,
+    redefined_note,
     reweighting_note,
     study_view,
     superseded_note,
@@ -136,8 +137,9 @@ plt.show()
 
 # %%
 for name in CLAIMS["C1"].superseded:
-    show(superseded_note(CLAIMS["C1"], views[name]), provenance_note(views[name]),
-         comparisons_table(views[name], claims=("C1",)))
+    old = study_view(name, as_recorded=True)
+    show(superseded_note(CLAIMS["C1"], old), provenance_note(old),
+         comparisons_table(old, claims=("C1",)))
 
 # %% [markdown]
 # ## C2: the weight map separates touching cells
@@ -175,8 +177,9 @@ plt.show()
 
 # %%
 for name in CLAIMS["C2"].superseded:
-    show(superseded_note(CLAIMS["C2"], views[name]), provenance_note(views[name]),
-         comparisons_table(views[name], claims=("C2",)))
+    old = study_view(name, as_recorded=True)
+    show(superseded_note(CLAIMS["C2"], old), provenance_note(old),
+         comparisons_table(old, claims=("C2",)))
 
 # %% [markdown]
 # ## C3: valid padding with overlap-tile is worth its cost
@@ -214,6 +217,7 @@ show(provenance_note(recipe), comparisons_table(recipe, claims=("C3", "C5")),
 # (`benchmarks/gpu_paper_isbi.py`, run by `bash benchmarks/gpu_check.sh DATA_DIR`).
 
 # %%
+show(redefined_note("isbi_cv", "paper_w16_equal_time"))
 for metric in ("v_rand", "warping_error"):
     show(comparisons_table(isbi, claims=("C4",), metric=metric))
 show(arms_table(isbi, ["v_rand", "warping_error", "v_info", "rand_error"]), gpu_cell_note())
@@ -223,8 +227,9 @@ show(arms_table(isbi, ["v_rand", "warping_error", "v_info", "rand_error"]), gpu_
 
 # %%
 for name in CLAIMS["C4"].superseded:
-    show(superseded_note(CLAIMS["C4"], views[name]), provenance_note(views[name]),
-         failed_note(views[name]), comparisons_table(views[name], claims=("C4",)))
+    old = study_view(name, as_recorded=True)
+    show(superseded_note(CLAIMS["C4"], old), provenance_note(old), failed_note(old),
+         comparisons_table(old, claims=("C4",)))
 
 # %% [markdown]
 # ## What cannot be tested here

@@ -27,6 +27,7 @@ from unet_book.studies import (
     Study,
     Verdict,
     arm_summary,
+    as_defined,
     budget_verdict,
     cell_metrics,
     failure,
@@ -64,16 +65,20 @@ class StudyView:
     step_times: dict[str, Any] = field(default_factory=dict)  # the equal-time ratio's record
 
 
-def study_view(name: str, directory: Path = STUDIES_DIR) -> StudyView:
+def study_view(name: str, directory: Path = STUDIES_DIR, as_recorded: bool = False,
+               ) -> StudyView:
     """The cells of study ``name`` to show (module docstring), each with the verdict of the
     failure rule (:func:`~unet_book.studies.failure`): a cell recorded before the rule
-    existed is judged by it here, so a collapsed run is never averaged."""
+    existed is judged by it here, so a collapsed run is never averaged. Cells whose config is
+    no longer the one the study defines (:func:`~unet_book.studies.as_defined`) are history,
+    unless ``as_recorded`` (a superseded study, shown as it was measured)."""
     study = get_study(name)
     results = load_results(name, directory)
     fp = dataset_fingerprint(study.dataset)
     cells = [c if c.get("failed") or not (reason := failure(c)) else {**c, "failed": reason}
              for c in results.get("cells", [])]
-    now = [c for c in cells if is_current(c["fingerprint"], fp)]
+    now = [c for c in cells if is_current(c["fingerprint"], fp)
+           and (as_recorded or as_defined(study, c))]
     if now:
         return StudyView(study, now, True, fp["code"], fp["key"], fp["data"]["source"],
                          len(cells) - len(now), results.get("step_times") or {})
@@ -123,8 +128,9 @@ def provenance_note(view: StudyView) -> str:
             f"{study.steps} steps per cell{_equal_time(view)}, {np.median(walls):.1f} min "
             f"of training per cell (median; {np.median(norm):.1f} normalised minutes).")
     if not view.current:
-        text = (f"**Older result**: these cells were made by code `{', '.join(codes)}` or on "
-                f"other data; the current code is `{view.code}` (data key `{view.data_key}`). "
+        text = (f"**Older result**: these cells were made by code `{', '.join(codes)}`, on "
+                f"other data or with another recipe than the study defines today; the current "
+                f"code is `{view.code}` (data key `{view.data_key}`). "
                 f"Rerun `make study NAME={study.name}` to refresh them. " + text)
     elif view.source == "synthetic":
         text += (f" This build has only the synthetic stand-in for {study.dataset}; the cells "
@@ -173,6 +179,24 @@ def reweighting_note(view: StudyView, arm: str = "membrane_reweighted") -> str:
             f"{100 * np.mean(balanced):.0f} % (class balance alone) to "
             f"{100 * min(target):.1f}-{100 * max(target):.1f} %, the share the weight map "
             f"with $w_0 = 10$ gives them on the same labels ({len(records)} cells).")
+
+
+def redefined_note(name: str, arm: str, directory: Path = STUDIES_DIR) -> str:
+    """Markdown: the cells of ``arm`` trained with an earlier recipe than the study defines
+    today (history, not averaged), how many failed and with which learning rate, or ''."""
+    study = get_study(name)
+    old = [c for c in load_results(name, directory).get("cells", [])
+           if c["arm"] == arm and not as_defined(study, c)]
+    if not old:
+        return ""
+    failed = [c for c in old if c.get("failed") or failure(c)]
+    rates = sorted({c["config"]["lr"] for c in old})
+    now = study.config(arm, study.seeds[0], fold=study.fold_ids[0]).lr
+    return (f"The arm `{arm}` was first trained with learning rate "
+            f"{', '.join(f'{r:g}' for r in rates)}: {len(failed)} of its {len(old)} cells "
+            f"failed by the failure rule; it now trains with {now:g} (the `paper` profile's "
+            f"rate over the mean weight of its weighted loss), and those cells are kept as "
+            f"history only.")
 
 
 def superseded_note(claim: Claim, view: StudyView) -> str:

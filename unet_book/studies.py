@@ -468,12 +468,27 @@ def failure(cell: Mapping[str, Any]) -> str | None:
     return None
 
 
+def as_defined(study: Study, cell: Mapping[str, Any]) -> bool:
+    """Whether ``cell`` was trained with the config the study defines for it today (its arm,
+    seed, fold and steps): a cell of an arm whose recipe has changed since, e.g. a profile's
+    learning rate, is history, however current its code."""
+    if "config_key" not in cell:
+        return True  # recorded before cells stored their config key
+    try:
+        cfg = study.config(cell["arm"], cell["seed"], cell["steps"], cell.get("fold"))
+    except ValueError:  # an arm or fold the study no longer has
+        return False
+    return cfg.key() == cell["config_key"]
+
+
 def current_cells(results: Mapping[str, Any], code: str, data_key: str | None = None,
-                  ) -> list[dict[str, Any]]:
+                  study: Study | None = None) -> list[dict[str, Any]]:
     """The cells made by code ``code`` (and, if given, on the data with provenance key
-    ``data_key``); the others are history, never shown as current."""
+    ``data_key``, and with the configs ``study`` defines today, :func:`as_defined`); the
+    others are history, never shown as current."""
     return [c for c in results.get("cells", []) if c["fingerprint"]["code"] == code
-            and (data_key is None or c["fingerprint"]["key"] == data_key)]
+            and (data_key is None or c["fingerprint"]["key"] == data_key)
+            and (study is None or as_defined(study, c))]
 
 
 @dataclass(frozen=True)

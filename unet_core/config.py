@@ -313,7 +313,11 @@ PROFILES["paper"] = {
     "augmentation": "paper",
     "loss": "weighted_ce",
     "optimizer": "sgd",
-    "lr": 1e-2,
+    # Not stated by the paper. 1e-2 collapsed the 16-channel net to a constant output on ISBI
+    # 2012 (seed 1 of the study isbi_recipe; seed 0, fold 0 of isbi_cv), while 5e-3, i.e.
+    # 1e-2 over the mean weight of the weighted loss (about 1.7-1.9 there), trained the same
+    # cell (validation AUC 0.88-0.91 over its first 250 steps, against 0.58 then 0.50).
+    "lr": 5e-3,
     "momentum": 0.99,
     "scheduler": "constant",
     "eval_tile": 572,

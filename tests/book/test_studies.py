@@ -273,3 +273,17 @@ def test_cross_validated_cells_are_scored_with_the_challenges_instruments_and_re
     assert "--folds expects comma-separated integers, got 'x'" in capsys.readouterr().err
     assert runner.main(["smoke_cv", "--folds", "7", "--cells"]) == 2
     assert "--folds: [7] not among the folds 0..2" in capsys.readouterr().err
+
+
+def test_a_cell_of_a_changed_recipe_is_history() -> None:
+    study = STUDIES["isbi_cv"]
+    cfg = study.config("paper_w16_equal_time", 0, 500, 0)
+    cell = {"arm": "paper_w16_equal_time", "seed": 0, "fold": 0, "steps": 500,
+            "config_key": cfg.key(), "fingerprint": {"code": "c", "key": "k"}}
+    assert studies.as_defined(study, cell)
+    older = {**cell, "config_key": study.config("paper_w16_equal_time", 0, 500, 0).key()[:-1]}
+    assert not studies.as_defined(study, older)
+    assert not studies.as_defined(study, {**cell, "arm": "gone"})
+    results = {"cells": [cell, older]}
+    assert studies.current_cells(results, "c", "k", study) == [cell]
+    assert len(studies.current_cells(results, "c", "k")) == 2
