@@ -71,8 +71,10 @@ is therefore one single segment: binarise it first.)
     the opposite order to these definitions, in which a false merge lowers the precision; the
     error, a symmetric F-score, is unaffected.)
 
-  Binarisation uses ``>= threshold`` as everywhere in this module (the challenge's script uses
-  ``> threshold``; the two differ only for probabilities exactly at the threshold).
+  Binarisation uses ``>= threshold`` as everywhere in this module. (The challenge's script
+  binarises *interior* maps with ``> t``; on the membrane probability that is exactly
+  ``>= 1 - t``, so the two rules agree on the grid 0.0, 0.1, ..., 1.0, which maps onto itself;
+  see :mod:`unet_core.challenge`.)
   Here the threshold is given and nothing is thinned, so numbers are comparable between our
   runs but not to the leaderboard. The challenge's final leaderboard metrics, ``V_rand
   (thinned)`` and ``V_info (thinned)`` (borders thinned to one pixel by a watershed, best
