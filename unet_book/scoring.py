@@ -82,26 +82,14 @@ def isbi_scores(val_probs: Sequence[np.ndarray], val_targets: Sequence[np.ndarra
     warping = [warping_error(p, t, threshold=threshold)
                for p, t in zip(test_probs, test_targets, strict=True)]
     metrics = {k: float(test[k]) for k in CHALLENGE_KEYS}
-    metrics["warping_error"] = float(np.mean([_error(w) for w in warping]))
+    metrics["warping_error"] = float(np.mean([w.error for w in warping]))
     metrics["v_rand_best_on_test"] = float(best["v_rand"])
     metrics["threshold_chosen_on_validation"] = threshold
     return {"metrics": metrics, "challenge": {
         "threshold": threshold, "threshold_rule": "best thinned V_rand on the validation slices",
         "validation_curve": val.get("curve"), "validation_v_rand": float(val["v_rand"]),
         "best_on_test_threshold": float(best["threshold"]),
-        "warping": [_record(w) for w in warping]}}
-
-
-def _error(w: Any) -> float:
-    return float(w["error"] if isinstance(w, Mapping) else getattr(w, "error", w))
-
-
-def _record(w: Any) -> Any:
-    if isinstance(w, Mapping):
-        return {k: float(v) for k, v in w.items()}
-    if hasattr(w, "_asdict"):
-        return {k: float(v) for k, v in w._asdict().items()}
-    return float(w)
+        "warping": [{k: float(v) for k, v in w._asdict().items()} for w in warping]}}
 
 
 def drive_scores(probs: Sequence[np.ndarray], examples: Sequence[Example], cfg: TrainConfig,
