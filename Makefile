@@ -10,7 +10,7 @@ export UNET_DATA_DIR ?= $(CURDIR)/data
 export UNET_RUNS_DIR ?= $(CURDIR)/runs
 
 .PHONY: help venv test unit nbtest lint book-cache book book-strict site-test sync bench quality \
-	efficiency study clean lab mathjax
+	efficiency study clean lab mathjax onnxruntime-web
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -46,6 +46,27 @@ $(MATHJAX):
 
 mathjax: $(MATHJAX) ## MathJax $(MATHJAX_VERSION) (npm, pinned) into _vendor/ for the book
 
+# onnxruntime-web, which runs the exported U-Net in the reader's browser (chapter 8), served
+# from the site like MathJax: the pinned npm tarball, checked against the registry's sha512;
+# only the WebAssembly build the page loads (the ES module, its loader and the SIMD binary)
+# and the package's manifest (its licence: MIT), into _vendor/onnxruntime-web/.
+ORT_WEB_VERSION := 1.31.1
+ORT_WEB_SHA512  := 5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t7VsPdSQeS7NmuZPXrQ73k82URw==
+ORT_WEB         := _vendor/onnxruntime-web/.version-$(ORT_WEB_VERSION)
+$(ORT_WEB):
+	@command -v npm >/dev/null || { echo "make onnxruntime-web: npm not found (Debian: apt-get install npm)"; exit 1; }
+	rm -rf _vendor/onnxruntime-web _vendor/.npm-ort && mkdir -p _vendor/.npm-ort _vendor/onnxruntime-web
+	cd _vendor/.npm-ort && npm pack --silent onnxruntime-web@$(ORT_WEB_VERSION) >/dev/null
+	@got=$$(openssl dgst -sha512 -binary _vendor/.npm-ort/onnxruntime-web-$(ORT_WEB_VERSION).tgz | base64 -w0); \
+	  [ "$$got" = "$(ORT_WEB_SHA512)" ] || { echo "onnxruntime-web-$(ORT_WEB_VERSION).tgz: sha512 $$got, want $(ORT_WEB_SHA512)"; exit 1; }
+	tar -xzf _vendor/.npm-ort/onnxruntime-web-$(ORT_WEB_VERSION).tgz -C _vendor/.npm-ort
+	cd _vendor/.npm-ort/package && cp dist/ort.wasm.min.mjs dist/ort-wasm-simd-threaded.mjs \
+	  dist/ort-wasm-simd-threaded.wasm package.json ../../onnxruntime-web/
+	rm -rf _vendor/.npm-ort
+	touch $@
+
+onnxruntime-web: $(ORT_WEB) ## onnxruntime-web $(ORT_WEB_VERSION) (npm, pinned) into _vendor/ for chapter 8
+
 test: $(STAMP)   ## the whole suite: ruff, pytest, nbval on every notebook (smoke profile)
 	$(BIN)/ruff check unet_core unet_book tests benchmarks notebooks
 	UNET_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=tests/site
@@ -74,10 +95,10 @@ book-cache: $(STAMP)
 	  { rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html; \
 	    echo "$(BOOK_KEY)" > _build/.book-key; }
 
-book: $(STAMP) $(MATHJAX) book-cache ## execute the notebooks and build the HTML book into _build/html
+book: $(STAMP) $(MATHJAX) $(ORT_WEB) book-cache ## execute the notebooks and build the HTML book into _build/html
 	$(BIN)/jupyter-book build . --builder html
 
-book-strict: $(STAMP) $(MATHJAX) book-cache ## as `book`; warnings are errors, a failing cell fails (CI)
+book-strict: $(STAMP) $(MATHJAX) $(ORT_WEB) book-cache ## as `book`; warnings are errors, a failing cell fails (CI)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
 site-test: $(STAMP) ## open the built book in headless Chromium: images, errors, navigation

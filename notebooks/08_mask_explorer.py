@@ -76,6 +76,52 @@ explorer = MaskExplorer(run=run.run_dir.name)
 display(explorer.widget)
 
 # %% [markdown]
+# (sec-own-image)=
+# ## Your own image, in this page
+#
+# Below, the book's trained networks segment an image you give them, in your browser: pick or
+# drop a fundus photograph for chapter 5's vessel model, or an electron-microscopy slice for
+# chapter 7's membrane model. The image never leaves your machine. Add its ground-truth mask
+# for the metrics at the model's threshold, and a field-of-view mask (white inside) if you
+# have one; the explorer's controls then work on your image, and the two files `python -m
+# unet_core predict` writes (the probability map as a 16-bit PNG, `round(p * 65535)`, and the
+# 0/255 mask) can be downloaded.
+#
+# **What runs where.** The weights are the run's own: its `model.pt` exported when the book is
+# built to ONNX, as one network for one tile of the run's tile size, in fp32
+# (`unet_book.browser_model.export_run`); the page checks the file's SHA-256 against the
+# export's record. The tiling is the paper's overlap-tile strategy with mirror extrapolation
+# ({ref}`chap-padding`) in the page's own JavaScript, written to follow `unet_core.tiling`
+# line by line (a test compares their plans, tiles and stitching). The runtime is another:
+# onnxruntime-web, the ONNX runtime compiled to WebAssembly, in a Web Worker so that the page
+# stays responsive, served from this site. The page prepares the image as `predict` does
+# (colour channels, 8-bit values / 255, 16-bit ones / 65535: it decodes PNG and TIFF itself,
+# so that 16-bit files keep their bits), runs each tile once (no test-time augmentation) and
+# fetches the runtime and the model only when you give it an image.
+#
+# The difference the runtime makes, measured here through the same tiling on the first DRIVE
+# test image (PyTorch against the exported file run by onnxruntime, the runtime's CPU build),
+# and the cost in the browser, measured in headless Chromium by
+# `benchmarks/browser_speed.py`:
+
+# %%
+from unet_book.browser_model import browser_costs, export_run, runtime_difference
+from unet_book.experiments import ISBI_SETTINGS
+from unet_book.segment_page import segment_html
+
+isbi = load_or_train(notebook_config({}, **ISBI_SETTINGS), progress=False)
+browser_models = [("DRIVE vessels (chapter 5's model)", run.run_dir),
+                  ("ISBI 2012 membranes (chapter 7's model)", isbi.run_dir)]
+exports = [export_run(folder) for _, folder in browser_models]
+print(runtime_difference(run.run_dir, cases[0]))
+print(browser_costs(exports))
+
+# %% tags=["remove-input"]
+display({"text/html": segment_html([(label, folder.name) for label, folder in browser_models]),
+         "text/plain": "(Segmenting your own image runs in the HTML version of the book.)"},
+        raw=True)
+
+# %% [markdown]
 # ## What the browser computes, and what it is given
 #
 # For each image the browser receives one data file: the probability map at 16 bits (the

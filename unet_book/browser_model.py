@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from unet_book.segment_page import EXPORT_DIR
 from unet_core.atomic import atomic_write, write_json
 from unet_core.model import UNet
 from unet_core.recipe import out_channels_for
@@ -44,6 +46,7 @@ ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "model.json"
 OPSET = 18
 CHECK_SEED = 0  # the random tiles the export is checked on
+EXPORT_FORMAT = 1  # of model.json: a change re-exports every run
 
 
 def export_tile_network(model: UNet, tile: int) -> bytes:
@@ -51,11 +54,15 @@ def export_tile_network(model: UNet, tile: int) -> bytes:
     model = model.eval()
     x = torch.zeros(1, model.in_channels, tile, tile)
     buffer = io.BytesIO()
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "torchvision is not installed": operators we do not use
     with warnings.catch_warnings():  # the exporter's notes on operators this model lacks
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (x,), dynamo=True, opset_version=OPSET,
                                     input_names=["image"], output_names=["logits"],
                                     verbose=False)
+    quiet.setLevel(level)
     assert program is not None
     program.save(buffer)
     data = buffer.getvalue()
@@ -90,11 +97,13 @@ def manifest(model: UNet, cfg: Any, threshold: float, data: bytes, difference: f
     plan = plan_axis(model, cfg.eval_tile, cfg.eval_tile)  # one tile's parameters
     overlap = cfg.eval_tile - plan.stride if model.padding == "same" else None
     return {
-        "file": ONNX_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "format": EXPORT_FORMAT, "file": ONNX_FILE, "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "opset": OPSET, "input": "image", "output": "logits",
         "tile": plan.tile, "out": plan.out, "crop": plan.crop, "stride": plan.stride,
         "overlap": overlap, "depth": model.depth, "padding": model.padding,
         "in_channels": model.in_channels, "channels": cfg.channels, "dataset": cfg.dataset,
+        "outside_fov": cfg.outside_fov,
         "probability": "softmax" if out_channels_for(cfg.loss) == 2 else "sigmoid",
         "threshold": threshold, "tta": "none",
         "largest_difference_to_torch": difference,
@@ -104,13 +113,30 @@ def manifest(model: UNet, cfg: Any, threshold: float, data: bytes, difference: f
     }
 
 
-def export_run(run_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Export the run in ``run_dir`` into ``out_dir`` (``model.onnx``, ``model.json``); the
-    manifest. The file is checked against PyTorch before it is written."""
+def model_digest(run_dir: Path) -> str:
+    """SHA-256 of a run's ``model.pt``: what an export was made from."""
+    return hashlib.sha256((Path(run_dir) / MODEL).read_bytes()).hexdigest()
+
+
+def export_run(run_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    """Export the run in ``run_dir`` into ``out_dir`` (default ``<run>/browser``:
+    ``model.onnx``, ``model.json``); the manifest. The file is checked against PyTorch before
+    it is written. Nothing is written when ``out_dir`` holds the export of this ``model.pt``
+    in this format already."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_DIR
+    digest = model_digest(run_dir)
+    try:
+        old = read_manifest(out_dir)
+        if old.get("format") == EXPORT_FORMAT and old.get("model_sha256") == digest:
+            return old
+    except (OSError, ValueError, KeyError):
+        pass
     model, cfg, threshold = load_model(run_dir / MODEL)
     data = export_tile_network(model, cfg.eval_tile)
     difference = largest_difference(model, data, cfg.eval_tile)
     record = manifest(model, cfg, threshold, data, difference, read_provenance(run_dir))
+    record.update(run=run_dir.name, model_sha256=digest)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / ONNX_FILE, lambda f: f.write(data))
     write_json(out_dir / MANIFEST_FILE, record, indent=1)
@@ -148,3 +174,69 @@ class OnnxTileNet(nn.Module):
         outs = [self.session.run(None, {"image": t[None].float().numpy()})[0]
                 for t in x.float().cpu()]
         return torch.from_numpy(np.concatenate(outs))
+
+
+# -- what chapter 8 prints --------------------------------------------------------------------
+SPEED_RESULTS = (Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                 / "browser_speed.json")
+
+
+def tiled_probabilities(net: nn.Module, image: np.ndarray, tile: int) -> np.ndarray:
+    """``predict_tiled``'s foreground probability of a prepared ``(H, W, C)`` image, fp32, no
+    test-time augmentation (what the page computes)."""
+    from unet_core.losses import foreground_probability
+    from unet_core.tiling import predict_tiled
+
+    x = np.ascontiguousarray(np.moveaxis(np.asarray(image, np.float32), 2, 0))
+    with torch.inference_mode():
+        logits = predict_tiled(net, x, tile, tta="none")
+    return foreground_probability(logits[None])[0].numpy()
+
+
+def runtime_difference(run_dir: Path, case: Any) -> str:
+    """PyTorch against the run's exported file (onnxruntime, CPU) through the same tiling on
+    one test case: the largest probability difference and the F1 at the run's threshold."""
+    from unet_core.metrics import segmentation_metrics
+
+    run_dir = Path(run_dir)
+    record = export_run(run_dir)
+    model, cfg, threshold = load_model(run_dir / MODEL)
+    model = model.float().eval()
+    torch_p = tiled_probabilities(model, case.image, cfg.eval_tile)
+    onnx_p = tiled_probabilities(OnnxTileNet(model, run_dir / EXPORT_DIR / ONNX_FILE),
+                                 case.image, cfg.eval_tile)
+    text = (f"{case.name}, {torch_p.shape[1]}x{torch_p.shape[0]} px: the largest difference of "
+            f"the probabilities, PyTorch against the exported file, is "
+            f"{np.abs(torch_p - onnx_p).max():.1e} (logits of single tiles at export: "
+            f"{record['largest_difference_to_torch']:.1e})")
+    if case.target is not None:
+        f1 = [segmentation_metrics(p, case.target, case.fov, threshold=threshold).f1
+              for p in (torch_p, onnx_p)]
+        text += f"; F1 at the threshold {threshold:.4f}: {f1[0]:.4f} and {f1[1]:.4f}"
+    return text + "."
+
+
+def browser_costs(exports: list[dict[str, Any]], results: Path = SPEED_RESULTS) -> str:
+    """The page's weight (model files, runtime) and the measured seconds in Chromium."""
+    lines = ["model files: " + ", ".join(
+        f"{e['dataset']} {e['bytes'] / 1e6:.1f} MB (tile {e['tile']} px)" for e in exports)]
+    if not results.exists():
+        return lines[0] + f"; no browser timings yet ({results.name}: run the benchmark)"
+    r = json.loads(results.read_text())
+    lines.append(f"runtime: {r['runtime_total_bytes'] / 1e6:.1f} MB (onnxruntime-web, "
+                 "WebAssembly with SIMD), fetched with the first image, then cached")
+    for key, label in (("drive_565x584", "DRIVE test image, 565x584"),
+                       ("isbi_512x512", "ISBI 2012 slice, 512x512")):
+        one, many = r["one_thread"].get(key), r["isolated"].get(key)
+        if one is None:
+            continue
+        part = (f"{label}: {one['median_network_s']:.2f} s for its {one['tiles']} tiles with "
+                f"1 thread")
+        if many is not None and many["threads"] > 1:
+            part += (f", {many['median_network_s']:.2f} s with {many['threads']} threads "
+                     "(served cross-origin isolated)")
+        lines.append(part)
+    lines.append(f"measured in headless {r['chromium']} on {r['cpu']} ({r['cores']} cores), "
+                 f"commit {r['commit']}, {r['date']}; median of {r['repeat']} runs after one "
+                 "warm-up")
+    return "\n".join(lines)

@@ -3,6 +3,9 @@ site needs to work offline, in one place.
 
 * The mask explorer's ES module and data go into ``_static/unet_explorer/``
   (:func:`unet_book.explorer_widget.publish_to_site`).
+* Chapter 8's "your own image": its ES modules and the exported networks of the runs it
+  names go into the same folder, beside onnxruntime-web from ``_vendor/``
+  (:func:`unet_book.segment_page.publish_to_site`).
 * A ``favicon.ico`` at the site's root (:func:`write_favicon_ico`), the same mark as
   ``book/favicon.svg``: browsers ask for ``/favicon.ico`` whatever the page links, and a
   missing one is a 404 in the console.
@@ -23,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unet_book import builds
+from unet_book import builds, segment_page
 from unet_book.explorer_widget import FORMAT, publish_to_site
 
 
@@ -108,5 +111,6 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("first-builds", first_builds_directive())
     app.connect("html-page-context", unique_scripts, priority=900)
     app.connect("build-finished", publish_to_site)
+    app.connect("build-finished", segment_page.publish_to_site)
     app.connect("build-finished", write_favicon_ico)
     return {"version": str(FORMAT), "parallel_read_safe": True, "parallel_write_safe": True}

@@ -340,6 +340,20 @@ STUDIES["drive_recipe_2x"] = _doubled("drive_recipe", (
     "cpu", "paper_deformation", "no_augmentation", "paper_deformation_1img",
     "no_augmentation_1img"))
 STUDIES["isbi_recipe_2x"] = _doubled("isbi_recipe", ("w0_10", "w0_0"))
+#: The book's headline model (chapters 5, 6, 8, 9) when the FOV rule of ``drive_outside_fov``
+#: keeps the change: its kept arm at the headline's 2000 steps. Its counterpart with the FOV
+#: ignored is the ``cpu`` arm of ``drive_recipe_2x`` (the same config otherwise).
+STUDIES["drive_outside_fov_2x"] = Study(
+    name="drive_outside_fov_2x",
+    title="DRIVE: the book's model, the FOV rule's kept arm at 2000 steps",
+    dataset="drive", base=_DRIVE_BASE, steps=2000, seeds=(0, 1, 2),
+    secondary=STUDIES["drive_outside_fov"].secondary,
+    arms=tuple(a for a in STUDIES["drive_outside_fov"].arms if a.name == "outside_background"),
+    comparisons=(),
+    notes=("No comparison of its own: the headline run is its seed 0, and its counterpart "
+           "with the FOV ignored is the cpu arm of drive_recipe_2x (the same config "
+           "otherwise, the same seeds)."),
+)
 
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -74,3 +75,48 @@ def test_the_onnx_file_tiles_like_the_network(exported, shape) -> None:  # noqa:
                         cfg.eval_tile, batch_size=2)
     assert got.shape == expected.shape == (1, *shape)
     assert float(np.abs(got.numpy() - expected.numpy()).max()) < TOLERANCE
+
+
+def test_an_export_is_made_once_per_model(exported, tmp_path) -> None:
+    """export_run into the run's own folder: the second call reads the record back without
+    exporting; a changed model.pt (its SHA-256) exports again."""
+    import shutil
+
+    run, _, _ = exported
+    copy = tmp_path / run.run_dir.name
+    shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns("browser"))
+    first = export_run(copy)
+    onnx_file = copy / "browser" / ONNX_FILE
+    stamp = onnx_file.stat().st_mtime_ns
+    again = export_run(copy)
+    assert again == first and onnx_file.stat().st_mtime_ns == stamp
+    assert first["model_sha256"] == hashlib.sha256((copy / "model.pt").read_bytes()).hexdigest()
+    assert first["run"] == copy.name and first["outside_fov"] in ("ignore", "background")
+    state = torch.load(copy / "model.pt", weights_only=True)
+    state["threshold"] = 0.25  # another model file: exported again, with its threshold
+    torch.save(state, copy / "model.pt")
+    third = export_run(copy)
+    assert third["model_sha256"] != first["model_sha256"] and third["threshold"] == 0.25
+
+
+def test_the_chapter_lines_name_the_difference_and_the_costs(exported, tmp_path) -> None:
+    from unet_book.browser_model import browser_costs, runtime_difference
+    from unet_book.explorer import run_cases
+
+    run, record, _ = exported
+    case = run_cases(run.run_dir)[0]
+    text = runtime_difference(run.run_dir, case)
+    found = re.search(r"is (\S+) \(logits", text)
+    assert found and float(found.group(1)) < TOLERANCE, text
+    assert "F1 at the threshold" in text
+    assert "no browser timings yet" in browser_costs([record], tmp_path / "absent.json")
+    timings = {"runtime_total_bytes": 15e6, "chromium": "Chromium 1", "cpu": "CPU", "cores": 2,
+               "commit": "abc", "date": "2026-12-05", "repeat": 3,
+               "one_thread": {"drive_565x584": {"median_network_s": 2.5, "tiles": 9,
+                                                "threads": 1}},
+               "isolated": {"drive_565x584": {"median_network_s": 1.5, "tiles": 9,
+                                              "threads": 2}}}
+    (tmp_path / "speed.json").write_text(json.dumps(timings))
+    text = browser_costs([record], tmp_path / "speed.json")
+    assert "2.50 s for its 9 tiles with 1 thread, 1.50 s with 2 threads" in text
+    assert "15.0 MB" in text and "commit abc" in text

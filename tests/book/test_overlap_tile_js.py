@@ -3,37 +3,24 @@ mirrored tile inputs, and the stitched logits of the same tiles (run in Node).""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from node_module import run_node
 
 from unet_core.model import UNet
 from unet_core.tiling import hann_window, mirror_indices, plan_axis, predict_tiled
 
 MODULE = Path(__file__).resolve().parents[2] / "unet_book" / "static" / "overlap_tile.js"
-NODE = shutil.which("node")
 SIZES = [1, 2, 10, 31, 37, 61, 100, 512, 565, 584, 2001]
 #: (padding, depth, tile): the paper's net, the cpu profile's, a small same-padded one.
 GEOMETRIES = [("valid", 4, 572), ("valid", 4, 316), ("same", 4, 288), ("same", 2, 32)]
 
 
-def _node(script: str, data: dict, tmp_path: Path) -> dict:
-    if NODE is None:
-        pytest.skip("node not installed: the module is tested in the browser tests only")
-    inputs = tmp_path / "inputs.json"
-    inputs.write_text(json.dumps(data))
-    head = (f"import * as ot from {json.dumps(MODULE.as_uri())};\n"
-            "import { readFileSync } from 'node:fs';\n"
-            f"const data = JSON.parse(readFileSync({json.dumps(str(inputs))}, 'utf8'));\n")
-    done = subprocess.run([NODE, "--input-type=module", "-e", head + script],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+def _node(script: str, data: dict, tmp_path: Path):
+    return run_node("overlap_tile.js", "ot", script, data, tmp_path)
 
 
 def _net(padding: str, depth: int) -> UNet:

@@ -54,12 +54,23 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: The headers that make a page cross-origin isolated (SharedArrayBuffer, WebAssembly threads).
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin",
+             "Cross-Origin-Embedder-Policy": "require-corp"}
+
+
 @contextlib.contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """``directory`` served over HTTP on 127.0.0.1 (a free port), quietly; yields its URL."""
+def serve(directory: Path, headers: dict[str, str] | None = None) -> Iterator[str]:
+    """``directory`` served over HTTP on 127.0.0.1 (a free port), quietly, with ``headers``
+    on every response; yields its URL."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
+
+        def end_headers(self) -> None:
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            super().end_headers()
 
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
@@ -89,3 +100,11 @@ def chrome(width: int = 1280, height: int = 1600, timeout: float = 60, log: bool
     driver.set_page_load_timeout(timeout)
     driver.set_script_timeout(timeout)
     return driver
+
+
+def wait_for(driver, script: str, timeout: float = 30):
+    """The first truthy value of ``script`` in the page, polled every 50 ms."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(
+        lambda d: d.execute_script(script))

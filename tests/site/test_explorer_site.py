@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import KEYS, NUMBERS_PATTERN, SITE, chrome, site_served
+from browser import KEYS, NUMBERS_PATTERN, SITE, chrome, site_served, wait_for
 
 from unet_book.explorer import run_cases
 from unet_book.explorer_widget import SITE_DIR, STEPS
@@ -46,13 +46,6 @@ def browser(site_url: str):
     driver = chrome()
     yield driver
     driver.quit()
-
-
-def wait_for(driver, script: str, timeout: float = 30):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(
-        lambda d: d.execute_script(script))
 
 
 @pytest.fixture(scope="module")
