@@ -50,7 +50,7 @@ import numpy as np
 from IPython.display import display
 
 from unet_book.experiments import HEADLINE_SETTINGS, load_or_train, notebook_config
-from unet_book.explorer import gallery, list_runs, run_cases, window
+from unet_book.explorer import gallery, list_runs, outside_fov_note, run_cases, window
 from unet_book.explorer_widget import MODULE, MaskExplorer, encode_case, export_static, site_html
 
 # the training chapter's run: loaded from runs/ (trained if this chapter runs alone)
@@ -86,7 +86,25 @@ display(explorer.widget)
 # have one; the explorer's controls then work on your image, and the two files `python -m
 # unet_core predict` writes (the probability map as a 16-bit PNG, `round(p * 65535)`, and the
 # 0/255 mask) can be downloaded.
-#
+
+# %%
+from unet_book.browser_model import browser_costs, export_run, runtime_difference
+from unet_book.experiments import ISBI_SETTINGS
+from unet_book.segment_page import segment_html
+
+isbi = load_or_train(notebook_config({}, **ISBI_SETTINGS), progress=False)
+browser_models = [("DRIVE vessels (chapter 5's model)", run.run_dir),
+                  ("ISBI 2012 membranes (chapter 7's model)", isbi.run_dir)]
+exports = [export_run(folder) for _, folder in browser_models]
+print("in this page: " + "; ".join(f"{label}, run {folder.name}"
+                                   for label, folder in browser_models))
+
+# %% tags=["remove-input"]
+display({"text/html": segment_html([(label, folder.name) for label, folder in browser_models]),
+         "text/plain": "(Segmenting your own image runs in the HTML version of the book.)"},
+        raw=True)
+
+# %% [markdown]
 # **What runs where.** The weights are the run's own: its `model.pt` exported when the book is
 # built to ONNX, as one network for one tile of the run's tile size, in fp32
 # (`unet_book.browser_model.export_run`); the page checks the file's SHA-256 against the
@@ -105,21 +123,21 @@ display(explorer.widget)
 # `benchmarks/browser_speed.py`:
 
 # %%
-from unet_book.browser_model import browser_costs, export_run, runtime_difference
-from unet_book.experiments import ISBI_SETTINGS
-from unet_book.segment_page import segment_html
-
-isbi = load_or_train(notebook_config({}, **ISBI_SETTINGS), progress=False)
-browser_models = [("DRIVE vessels (chapter 5's model)", run.run_dir),
-                  ("ISBI 2012 membranes (chapter 7's model)", isbi.run_dir)]
-exports = [export_run(folder) for _, folder in browser_models]
 print(runtime_difference(run.run_dir, cases[0]))
 print(browser_costs(exports))
 
-# %% tags=["remove-input"]
-display({"text/html": segment_html([(label, folder.name) for label, folder in browser_models]),
-         "text/plain": "(Segmenting your own image runs in the HTML version of the book.)"},
-        raw=True)
+# %% [markdown]
+# **Outside the eye.** DRIVE's metrics are computed inside each photograph's field of view,
+# and a loss that sees only those pixels never learns what the black surround is: a model
+# trained so marks part of it as vessel, which a reader's photograph shows at once (the
+# study in {ref}`sec-outside-fov` measures how much). The book's model is trained with its
+# loss also counting the pixels outside the FOV as background, which that study found to do
+# no harm inside the FOV, so the surround comes out as background in this page and in
+# `predict`'s files without any FOV mask; `predict --fov auto` still estimates one for the
+# mask file, and here a FOV mask can be added. On the test images:
+
+# %%
+print(outside_fov_note(cases, run.metrics["test"]["threshold"], run.config.outside_fov))
 
 # %% [markdown]
 # ## What the browser computes, and what it is given

@@ -40,6 +40,7 @@ from unet_book.tables import markdown_table
 from unet_core.provenance import dataset_fingerprint, is_current
 
 METRIC_NAMES = {"auc_roc": "AUC-ROC", "f1": "F1", "iou": "IoU",
+                "outside_fov_positive": "share of outside-FOV pixels above the threshold",
                 "rand_error": "Rand error (unthinned, at 0.5)",
                 "variation_of_information": "VI (bits, unthinned, at 0.5)",
                 "pixel_error": "pixel error", "val_auc_roc": "validation AUC-ROC",
@@ -420,3 +421,57 @@ def live_cell_note(run: Any, study_name: str, arm: str, directory: Path = STUDIE
                  + (" (`deterministic` is off)" if not run.config.deterministic else "")
                  + ". ")
     return text + arm_text
+
+
+#: The FOV rule of ``drive_outside_fov`` (its notes): the outside share that keeps the change.
+OUTSIDE_FOV_TARGET = 0.01
+
+
+def fov_rule_note(view: StudyView) -> str:
+    """Markdown: the decision of ``drive_outside_fov``'s rule, fixed before the runs: keep the
+    loss that counts outside-FOV pixels as background when its AUC verdict is not
+    *contradicted* and its share of outside-FOV test pixels above the threshold is under
+    :data:`OUTSIDE_FOV_TARGET` in every seed."""
+    rows = comparison_rows(view)
+    arm = rows[0].comparison.paper if rows else "outside_background"
+    shares = [c["metrics"]["outside_fov_positive"] for c in view.cells
+              if c["arm"] == arm and c.get("metrics") and not c.get("failed")]
+    others = [c["metrics"]["outside_fov_positive"] for c in view.cells
+              if c["arm"] != arm and c.get("metrics") and not c.get("failed")
+              and "outside_fov_positive" in c["metrics"]]
+    complete = len(shares) == len(view.study.seeds) and rows and rows[0].verdict != "incomplete"
+    if not complete:
+        return (f"**The rule has not decided yet**: {len(shares)} of {len(view.study.seeds)} "
+                "seeds of the changed arm, and the comparison is incomplete.")
+    verdict = rows[0].verdict
+    under = max(shares) < OUTSIDE_FOV_TARGET
+    kept = verdict != "contradicted" and under
+    spread = (f"{100 * min(shares):.3f} % to {100 * max(shares):.3f} % of the outside-FOV "
+              f"test pixels above the threshold over {len(shares)} seeds")
+    if others:
+        spread += (f" (with the FOV ignored: {100 * min(others):.1f} % to "
+                   f"{100 * max(others):.1f} %)")
+    return (f"**{'Kept' if kept else 'Not kept'}**: the AUC verdict inside the FOV is "
+            f"*{verdict}* and the change gives {spread}, "
+            f"{'under' if under else 'not under'} the {100 * OUTSIDE_FOV_TARGET:g} % of the "
+            "rule.")
+
+
+def arm_pairs_table(pairs: Sequence[tuple[str, str]], metrics: Sequence[str],
+                    directory: Path = STUDIES_DIR) -> str:
+    """Markdown: one row per ``(study, arm)``: its cells, steps and mean ± sd of ``metrics``
+    (an arm set beside its counterpart in another study)."""
+    rows = []
+    for name, arm in pairs:
+        view = study_view(name, directory)
+        mine = [c for c in view.cells if c["arm"] == arm]
+        row: list[Any] = [f"`{name}`, arm `{arm}`", str(len(mine))]
+        for m in metrics:
+            _, mean, sd = arm_summary(view.cells, arm, m)
+            row.append("n/a" if mean is None else
+                       f"{mean:.4f}" + ("" if sd is None else f" ± {sd:.4f}"))
+        row.append(", ".join(map(str, sorted({c["steps"] for c in mine}))))
+        rows.append(row)
+    header = ["study and arm", "cells", *(f"{METRIC_NAMES.get(m, m)}, mean ± sd"
+                                         for m in metrics), "steps"]
+    return markdown_table(header, rows, align="lr" + "r" * len(metrics) + "r")

@@ -256,3 +256,18 @@ def gallery(case: Case, thresholds: Sequence[float] = (0.3, 0.5, 0.7),
     fig.text(0.5, 0.01, "errors: vessel found (TP) white, false alarm (FP) orange, missed (FN) "
              "sky blue; outside the field of view grey", ha="center", fontsize=9)
     return fig
+
+
+def outside_fov_note(cases: Sequence[Case], threshold: float, outside_fov: str) -> str:
+    """The share of the pixels outside the FOVs of ``cases`` at or above ``threshold``, pooled,
+    in a sentence that names how the model was trained there (``TrainConfig.outside_fov``)."""
+    outside = [np.asarray(c.prob)[~np.asarray(c.fov, bool)] for c in cases if c.fov is not None]
+    if not outside:
+        return "these images have no field-of-view masks"
+    pixels = np.concatenate(outside)
+    share = float(np.mean(pixels >= np.float32(threshold)))
+    how = ("its loss counted them as background" if outside_fov == "background"
+           else "its loss never saw them")
+    return (f"outside the field of view of the {len(outside)} test images, {100 * share:.3f} % "
+            f"of the {pixels.size} pixels are at or above the threshold {threshold:.4f} "
+            f"(the model was trained with outside_fov={outside_fov!r}: {how})")

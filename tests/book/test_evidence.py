@@ -177,3 +177,47 @@ def test_cells_recorded_before_the_failure_rule_are_judged_by_it(results) -> Non
     failed = [c for c in view.cells if c.get("failed")]
     assert len(failed) == 1 and "the training loss rose" in failed[0]["failed"]
     assert "1 failed cell(s)" in failed_note(view)
+
+
+def _fov_cells(fp: dict, changed_auc: float, share: float) -> list[dict]:
+    cells = []
+    for s in range(3):
+        for arm, auc, out in (("outside_background", changed_auc + 0.001 * s, share),
+                              ("cpu", 0.975 + 0.001 * s, 0.11)):
+            cell = _cell(arm, s, auc, fp)
+            cell["metrics"]["outside_fov_positive"] = out
+            cells.append(cell)
+    return cells
+
+
+@pytest.mark.parametrize(("changed_auc", "share", "expected"), [
+    (0.975, 0.0001, "**Kept**: the AUC verdict inside the FOV is *undecided*"),
+    (0.985, 0.0001, "**Kept**: the AUC verdict inside the FOV is *supported*"),
+    (0.965, 0.0001, "**Not kept**: the AUC verdict inside the FOV is *contradicted*"),
+    (0.975, 0.02, "**Not kept**"),
+])
+def test_the_fov_rule_decides_as_declared(tmp_path, monkeypatch, small_data_root, changed_auc,
+                                         share, expected) -> None:
+    from unet_book.evidence import fov_rule_note
+
+    monkeypatch.setenv("UNET_DATA_DIR", str(small_data_root))
+    fp = dataset_fingerprint("drive")
+    cells = _fov_cells(fp, changed_auc, share)
+    (tmp_path / "drive_outside_fov.json").write_text(json.dumps({"cells": cells}))
+    note = fov_rule_note(study_view("drive_outside_fov", tmp_path))
+    assert note.startswith(expected), note
+    assert "with the FOV ignored: 11.0 % to 11.0 %" in note
+    (tmp_path / "drive_outside_fov.json").write_text(json.dumps({"cells": cells[:3]}))
+    assert "has not decided yet" in fov_rule_note(study_view("drive_outside_fov", tmp_path))
+
+
+def test_an_arm_beside_its_counterpart_in_another_study(results) -> None:
+    from unet_book.evidence import arm_pairs_table
+
+    table = arm_pairs_table([("drive_recipe", "paper_deformation_1img"),
+                             ("drive_outside_fov_2x", "outside_background")],
+                            ["auc_roc", "f1"], results)
+    rows = table.splitlines()[2:]
+    assert rows[0].startswith(
+        "| `drive_recipe`, arm `paper_deformation_1img` | 3 | 0.9510 ± 0.0010")
+    assert rows[1] == "| `drive_outside_fov_2x`, arm `outside_background` | 0 | n/a | n/a |  |"

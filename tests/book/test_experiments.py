@@ -109,9 +109,9 @@ def test_the_books_live_runs_are_study_cells(monkeypatch, cell, settings, params
 
 
 def test_study_cell_settings_hold_only_what_differs_from_the_profile():
-    assert HEADLINE_SETTINGS == {"steps": get_study("drive_recipe_2x").steps,
-                                 "eval_every": get_study("drive_recipe_2x").steps // 5,
-                                 "tta": "none"}
+    assert HEADLINE_SETTINGS == {"steps": get_study("drive_outside_fov_2x").steps,
+                                 "eval_every": get_study("drive_outside_fov_2x").steps // 5,
+                                 "tta": "none", "outside_fov": "background"}
     assert study_cell_settings("drive_recipe", "no_batch_norm")["batch_norm"] is False
     with pytest.raises(ValueError, match="its arms: cpu"):
         study_cell_settings("drive_recipe", "bn")
