@@ -69,7 +69,7 @@ def segment(driver, image: Path, model: int, timeout: float = 300) -> dict:
 
 
 def measure(site: Path, images: list[tuple[str, Path, int]], isolated: bool,
-            repeat: int) -> dict:
+            repeat: int, outside: list[tuple[Path, Path]] | None = None) -> dict:
     with serve(site, ISOLATION if isolated else None) as url:
         driver = chrome(log=True)
         try:
@@ -86,6 +86,17 @@ def measure(site: Path, images: list[tuple[str, Path, int]], isolated: bool,
                               "median_network_s": statistics.median(r["ms"] / 1000
                                                                     for r in runs),
                               "tiles": runs[0]["tiles"], "threads": runs[0]["threads"]}
+            if outside is not None:  # every DRIVE test image with its FOV mask
+                counts = [0, 0]
+                for image, mask in outside:
+                    driver.find_element("css selector", ".us-fov").send_keys(str(mask))
+                    segment(driver, image, 0)
+                    got = driver.execute_script("return document.querySelector("
+                                                "'.unet-segment').unetSegment.outside;")
+                    counts = [counts[0] + got["above"], counts[1] + got["pixels"]]
+                out["outside_fov_positive"] = {"images": len(outside), "above": counts[0],
+                                               "pixels": counts[1],
+                                               "share": counts[0] / counts[1]}
             out["console_errors"] = [e["message"] for e in driver.get_log("browser")
                                      if e["level"] == "SEVERE"]
             return out
@@ -125,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         site = write_page_site(tmp / "site", [("DRIVE", runs[0]), ("ISBI 2012", runs[1])])
         images = [("drive_565x584", drive_image, 0), ("isbi_512x512", isbi_slice, 1)]
-        results = {"one_thread": measure(site, images, False, args.repeat),
+        tests = data / "DRIVE" / "test"
+        outside = [(path, tests / "mask" / path.name.replace(".tif", "_mask.gif"))
+                   for path in sorted((tests / "images").glob("*_test.tif"))]
+        results = {"one_thread": measure(site, images, False, args.repeat, outside),
                    "isolated": measure(site, images, True, args.repeat)}
         sizes = {name: (site / RUNTIME_DIR / name).stat().st_size for name in RUNTIME_FILES}
         models = {run.name: json.loads((run / "browser" / "model.json").read_text())

@@ -35,18 +35,20 @@ import onnxruntime
 import torch
 from torch import nn
 
-from unet_book.segment_page import EXPORT_DIR
 from unet_core.atomic import atomic_write, write_json
+from unet_core.losses import foreground_probability
+from unet_core.metrics import segmentation_metrics
 from unet_core.model import UNet
 from unet_core.recipe import out_channels_for
 from unet_core.runs import MODEL, load_model, read_provenance
-from unet_core.tiling import plan_axis
+from unet_core.tiling import plan_axis, predict_tiled
 
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "model.json"
 OPSET = 18
 CHECK_SEED = 0  # the random tiles the export is checked on
 EXPORT_FORMAT = 1  # of model.json: a change re-exports every run
+EXPORT_DIR = "browser"  # a run's export: <run>/browser/model.onnx and model.json
 
 
 def export_tile_network(model: UNet, tile: int) -> bytes:
@@ -184,9 +186,6 @@ SPEED_RESULTS = (Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 def tiled_probabilities(net: nn.Module, image: np.ndarray, tile: int) -> np.ndarray:
     """``predict_tiled``'s foreground probability of a prepared ``(H, W, C)`` image, fp32, no
     test-time augmentation (what the page computes)."""
-    from unet_core.losses import foreground_probability
-    from unet_core.tiling import predict_tiled
-
     x = np.ascontiguousarray(np.moveaxis(np.asarray(image, np.float32), 2, 0))
     with torch.inference_mode():
         logits = predict_tiled(net, x, tile, tta="none")
@@ -196,8 +195,6 @@ def tiled_probabilities(net: nn.Module, image: np.ndarray, tile: int) -> np.ndar
 def runtime_difference(run_dir: Path, case: Any) -> str:
     """PyTorch against the run's exported file (onnxruntime, CPU) through the same tiling on
     one test case: the largest probability difference and the F1 at the run's threshold."""
-    from unet_core.metrics import segmentation_metrics
-
     run_dir = Path(run_dir)
     record = export_run(run_dir)
     model, cfg, threshold = load_model(run_dir / MODEL)

@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from unet_book.browser_model import EXPORT_DIR, export_run
 from unet_book.explorer_widget import SITE_DIR
+from unet_core.runs import runs_dir
 
 STATIC = Path(__file__).with_name("static")
 MODULES = ("segment.js", "segment_worker.js", "overlap_tile.js", "image_codec.js",
            "mask_explorer.js")
-EXPORT_DIR = "browser"
 RUNTIME_DIR = "_static/onnxruntime-web"
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs",
                  "ort-wasm-simd-threaded.wasm")
@@ -100,9 +101,6 @@ def publish_to_site(app: Any, exception: Exception | None) -> None:
 
     if exception is not None or getattr(app.builder, "format", "") != "html":
         return
-    from unet_book.browser_model import export_run
-    from unet_core.runs import runs_dir
-
     logger = sphinx_logging.getLogger(__name__)
     outdir = Path(app.outdir)
     wanted: dict[str, Path] = {}
@@ -150,8 +148,6 @@ def write_page_site(out_dir: Path, models: Sequence[tuple[str, Path]],
     ``_static/unet_explorer/``, ``_static/onnxruntime-web/``): ``models`` are ``(label,
     run folder)`` pairs, exported if needed; ``vendor`` is ``make onnxruntime-web``'s folder.
     The timing benchmark (``benchmarks/browser_speed.py``) serves it; returns ``out_dir``."""
-    from unet_book.browser_model import export_run
-
     vendor = vendor or Path(__file__).resolve().parents[1] / "_vendor" / "onnxruntime-web"
     missing = [f for f in RUNTIME_FILES if not (vendor / f).exists()]
     if missing:

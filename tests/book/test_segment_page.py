@@ -60,9 +60,7 @@ def test_publishing_copies_modules_and_exports_and_warns_without_runtime(
     (run / "browser" / "model.json").write_text(json.dumps({"sha256": "x"}))
     monkeypatch.setenv("UNET_RUNS_DIR", str(tmp_path / "runs"))
     exported = []
-    import unet_book.browser_model as bm
-
-    monkeypatch.setattr(bm, "export_run", lambda d: exported.append(Path(d).name))
+    monkeypatch.setattr(segment_page, "export_run", lambda d: exported.append(Path(d).name))
     page = segment_html([("DRIVE", "drive-cpu-1"), ("ISBI", "absent-run")]).replace(
         modules_version(), "0123456789")  # a page from the execution cache: an older version
     app = _app(tmp_path, page)

@@ -451,6 +451,7 @@ export class SegmentPage {
       image: { encoding: "image/png", bytes: await displayImage(r.input,
         r.manifest.in_channels, r.width, r.height) } };
     this.metrics = target ? metricsAt(r.prob, target, fov, threshold) : null;
+    this.outside = above ? { above: above.tp, pixels: above.tp + above.fn } : null;
     const parts = [`${r.name}: ${r.tiles} tiles in ${(r.ms / 1000).toFixed(2)} s ` +
       `(${r.threads} thread${r.threads > 1 ? "s" : ""}, WebAssembly).`];
     if (this.metrics) {
