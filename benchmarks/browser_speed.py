@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "site"))  # the browser the site tests drive
 
-from browser import ISOLATION, chrome, serve  # noqa: E402
+from browser import ISOLATION, chrome, serve, wait_for  # noqa: E402
 
 from unet_book.segment_page import RUNTIME_DIR, RUNTIME_FILES, write_page_site  # noqa: E402
 from unet_core.devices import cpuinfo_value  # noqa: E402
@@ -45,9 +45,11 @@ RESULTS = ROOT / "benchmarks" / "results" / "browser_speed.json"
 
 def segment(driver, image: Path, model: int, timeout: float = 300) -> dict:
     """Pick ``image`` in the page's file input with model ``model``; the page's numbers."""
+    wait_for(driver, "return document.querySelector('.unet-segment-root');")
     driver.execute_script(
         "const s = document.querySelector('.us-model'); s.value = String(arguments[0]);"
-        "document.querySelector('.unet-segment').dataset.state = '';", model)
+        "document.querySelector('.unet-segment-root').dataset.state = 'given';"
+        "document.querySelector('.us-file').value = '';", model)  # the same file again fires
     t0 = time.perf_counter()
     driver.find_element("css selector", ".us-file").send_keys(str(image))
     deadline = time.time() + timeout
@@ -89,6 +91,7 @@ def measure(site: Path, images: list[tuple[str, Path, int]], isolated: bool,
             if outside is not None:  # every DRIVE test image with its FOV mask
                 counts = [0, 0]
                 for image, mask in outside:
+                    driver.execute_script("document.querySelector('.us-fov').value = '';")
                     driver.find_element("css selector", ".us-fov").send_keys(str(mask))
                     segment(driver, image, 0)
                     got = driver.execute_script("return document.querySelector("

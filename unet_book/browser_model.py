@@ -233,7 +233,13 @@ def browser_costs(exports: list[dict[str, Any]], results: Path = SPEED_RESULTS) 
             part += (f", {many['median_network_s']:.2f} s with {many['threads']} threads "
                      "(served cross-origin isolated)")
         lines.append(part)
+    outside = r["one_thread"].get("outside_fov_positive")
+    if outside:
+        lines.append(f"outside the FOVs of the {outside['images']} DRIVE test images, the page "
+                     f"gave {outside['above']} of {outside['pixels']} pixels at or above the "
+                     "threshold")
     lines.append(f"measured in headless {r['chromium']} on {r['cpu']} ({r['cores']} cores), "
-                 f"commit {r['commit']}, {r['date']}; median of {r['repeat']} runs after one "
-                 "warm-up")
+                 f"commit {r['commit']}, {r['date']}, with the runs "
+                 f"{', '.join(r['models'])} (the same networks as the book's); median of "
+                 f"{r['repeat']} runs after one warm-up")
     return "\n".join(lines)

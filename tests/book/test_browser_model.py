@@ -111,12 +111,15 @@ def test_the_chapter_lines_name_the_difference_and_the_costs(exported, tmp_path)
     assert "F1 at the threshold" in text
     assert "no browser timings yet" in browser_costs([record], tmp_path / "absent.json")
     timings = {"runtime_total_bytes": 15e6, "chromium": "Chromium 1", "cpu": "CPU", "cores": 2,
-               "commit": "abc", "date": "2026-12-05", "repeat": 3,
+               "commit": "abc", "date": "2026-12-05", "repeat": 3, "models": {"run-a": {}},
                "one_thread": {"drive_565x584": {"median_network_s": 2.5, "tiles": 9,
-                                                "threads": 1}},
+                                                "threads": 1},
+                              "outside_fov_positive": {"images": 20, "above": 3,
+                                                       "pixels": 2000}},
                "isolated": {"drive_565x584": {"median_network_s": 1.5, "tiles": 9,
                                               "threads": 2}}}
     (tmp_path / "speed.json").write_text(json.dumps(timings))
     text = browser_costs([record], tmp_path / "speed.json")
     assert "2.50 s for its 9 tiles with 1 thread, 1.50 s with 2 threads" in text
-    assert "15.0 MB" in text and "commit abc" in text
+    assert "15.0 MB" in text and "commit abc" in text and "with the runs run-a" in text
+    assert "the page gave 3 of 2000 pixels" in text

@@ -94,10 +94,12 @@ def segment(browser, image: Path, model: int = 0, target: Path | None = None,
     """Give the page its files (masks first, the image last, which starts the network);
     wait for the result; the page's state, status line and summary."""
     browser.execute_script(f"{ROOT_JS}.dataset.state = 'given';"
-                           "document.querySelector('.us-model').value = String(arguments[0]);",
+                           "document.querySelector('.us-model').value = String(arguments[0]);"
+                           "document.querySelector('.us-file').value = '';",  # a file again
                            model)
     for cls, path in ((".us-target", target), (".us-fov", fov)):
         if path is not None:
+            browser.execute_script(f"document.querySelector('{cls}').value = '';")
             browser.find_element("css selector", cls).send_keys(str(path))
     browser.find_element("css selector", ".us-file").send_keys(str(image))
     wait_for(browser, f"const s = {ROOT_JS}.dataset.state; return s === 'done' || "
@@ -215,7 +217,8 @@ def test_an_image_over_the_limit_is_refused_with_the_limit(browser, page, tmp_pa
 
 def test_cancel_then_segment_again(browser, page):
     image = real("DRIVE", "test", "images", "02_test.tif")
-    browser.execute_script(f"{ROOT_JS}.dataset.state = 'given';")
+    browser.execute_script(f"{ROOT_JS}.dataset.state = 'given';"
+                           "document.querySelector('.us-file').value = '';")
     browser.find_element("css selector", ".us-file").send_keys(str(image))
     wait_for(browser, "return document.querySelector('.us-progress').value >= 1;", 120)
     browser.find_element("css selector", ".us-cancel").click()
