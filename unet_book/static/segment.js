@@ -473,7 +473,9 @@ export class SegmentPage {
     this.explorerEl.hidden = false;
     if (!this.view) this.view = new ExplorerView(this.explorerEl, {}, "static");
     this.view.setImages([r.name], r.name);
-    this.view.set({ k: Math.min(Math.max(Math.round(threshold * STEPS), 1), STEPS - 1) });
+    // without a ground truth the errors overlay is empty: show the probabilities instead
+    this.view.set({ k: Math.min(Math.max(Math.round(threshold * STEPS), 1), STEPS - 1),
+      right: target ? "errors" : "probability" });
     await this.view.setData(data);
     this.say(`${r.name}: done.`, "done");
   }
