@@ -59,12 +59,14 @@ def export_tile_network(model: UNet, tile: int) -> bytes:
     quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "torchvision is not installed": operators we do not use
-    with warnings.catch_warnings():  # the exporter's notes on operators this model lacks
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=OPSET,
-                                    input_names=["image"], output_names=["logits"],
-                                    verbose=False)
-    quiet.setLevel(level)
+    try:
+        with warnings.catch_warnings():  # the exporter's notes on operators this model lacks
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (x,), dynamo=True, opset_version=OPSET,
+                                        input_names=["image"], output_names=["logits"],
+                                        verbose=False)
+    finally:
+        quiet.setLevel(level)
     assert program is not None
     program.save(buffer)
     data = buffer.getvalue()

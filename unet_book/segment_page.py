@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from unet_book.browser_model import EXPORT_DIR, export_run
+from unet_book.browser_model import EXPORT_DIR, MANIFEST_FILE, ONNX_FILE, export_run
 from unet_book.explorer_widget import SITE_DIR
 from unet_core.runs import runs_dir
 
@@ -92,6 +92,15 @@ if (root === undefined) {{
 </script>"""
 
 
+def publish_export(run_dir: Path, site: Path) -> None:
+    """A run's export (made if needed) into ``<site>/<run>/browser/``, where the page looks."""
+    export_run(run_dir)
+    target = site / run_dir.name / EXPORT_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for file in (ONNX_FILE, MANIFEST_FILE):
+        shutil.copy2(run_dir / EXPORT_DIR / file, target / file)
+
+
 def publish_to_site(app: Any, exception: Exception | None) -> None:
     """Sphinx ``build-finished``: the page's modules and the exports of the runs a page names
     (``data-segment-runs``) into ``<site>/_static/unet_explorer/``; pages from the execution
@@ -135,11 +144,7 @@ def publish_to_site(app: Any, exception: Exception | None) -> None:
             logger.warning(f"segment your own image: the page names run {name}, which is not "
                            "in the runs folder: run chapter 8 or clear the execution cache")
             continue
-        export_run(run_dir)
-        target = site / name / EXPORT_DIR
-        target.mkdir(parents=True, exist_ok=True)
-        for file in ("model.onnx", "model.json"):
-            shutil.copy2(run_dir / EXPORT_DIR / file, target / file)
+        publish_export(run_dir, site)
 
 
 def write_page_site(out_dir: Path, models: Sequence[tuple[str, Path]],
@@ -163,11 +168,7 @@ def write_page_site(out_dir: Path, models: Sequence[tuple[str, Path]],
     for name in RUNTIME_FILES:
         shutil.copy2(vendor / name, runtime / name)
     for _, run_dir in models:
-        export_run(Path(run_dir))
-        target = site / Path(run_dir).name / EXPORT_DIR
-        target.mkdir(parents=True, exist_ok=True)
-        for file in ("model.onnx", "model.json"):
-            shutil.copy2(Path(run_dir) / EXPORT_DIR / file, target / file)
+        publish_export(Path(run_dir), site)
     body = segment_html([(label, Path(run_dir).name) for label, run_dir in models])
     (out_dir / "index.html").write_text(
         '<!DOCTYPE html>\n<html lang="en" data-content_root="./">\n<head><meta charset="utf-8">'

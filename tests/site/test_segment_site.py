@@ -32,16 +32,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from browser import SITE, chrome, site_served, skip_or_fail, wait_for
 
+from unet_book.browser_model import tiled_probabilities
 from unet_core.data.imageio import read_image, read_mask
 from unet_core.data.paths import data_dir
-from unet_core.losses import foreground_probability
 from unet_core.metrics import segmentation_metrics
 from unet_core.predict import to_model_input
 from unet_core.runs import load_model, runs_dir
-from unet_core.tiling import predict_tiled
 
 PAGE = "notebooks/08_mask_explorer.html"
 ROOT_JS = "document.querySelector('.unet-segment .unet-segment-root')"
@@ -129,10 +127,7 @@ def python_probabilities(run: Path, image: Path) -> tuple[np.ndarray, float, Any
     as ``predict`` reads it; the run's threshold and config."""
     model, cfg, threshold = load_model(run / "model.pt")
     x = to_model_input(read_image(image), cfg, model.in_channels)
-    with torch.inference_mode():
-        logits = predict_tiled(model.float().eval(), np.moveaxis(x, 2, 0).copy(),
-                               cfg.eval_tile, tta="none")
-    return foreground_probability(logits[None])[0].numpy(), threshold, cfg
+    return tiled_probabilities(model.float().eval(), x, cfg.eval_tile), threshold, cfg
 
 
 def test_nothing_large_is_fetched_before_an_image_is_picked(browser, page, site_url):
