@@ -18,10 +18,11 @@ help:            ## list the targets
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip uninstall --quiet -y unet_core 2>/dev/null || true  # the distribution's old name
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-venv: $(STAMP)   ## create .venv and install the pinned dependencies and unet_core
+venv: $(STAMP)   ## create .venv and install the pinned dependencies and the three packages
 
 # MathJax for the book's equations, served from the site (never a CDN): the npm package at a
 # pinned version, its tarball checked against the registry's sha512, unpacked into _vendor/
@@ -68,7 +69,7 @@ $(ORT_WEB):
 onnxruntime-web: $(ORT_WEB) ## onnxruntime-web $(ORT_WEB_VERSION) (npm, pinned) into _vendor/ for chapter 8
 
 test: $(STAMP)   ## the whole suite: ruff, pytest, nbval on every notebook (smoke profile)
-	$(BIN)/ruff check unet_core unet_book tests benchmarks notebooks
+	$(BIN)/ruff check unet_core unet_train unet_book tests benchmarks notebooks
 	UNET_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=tests/site
 
 unit: $(STAMP)   ## pytest unit tests only (fast)
@@ -78,17 +79,17 @@ nbtest: $(STAMP) ## nbval on the notebooks only (smoke profile: seconds of train
 	UNET_PROFILE=smoke $(BIN)/python -m pytest notebooks --nbval-lax
 
 lint: $(STAMP)   ## ruff
-	$(BIN)/ruff check unet_core unet_book tests benchmarks notebooks
+	$(BIN)/ruff check unet_core unet_train unet_book tests benchmarks notebooks
 
 sync: $(STAMP)   ## re-pair every notebook with its py:percent twin (text is the source of truth)
 	$(BIN)/jupytext --sync notebooks/*.py
 
 # The execution cache is keyed by notebook text only: drop it when the profile, the data
 # directory, the code that computes results or the data in it changed since the last build
-# (unet_core.provenance), so a smoke build never serves a real one, and no page shows
+# (unet_train.provenance), so a smoke build never serves a real one, and no page shows
 # numbers made by older code or on other data. Sphinx's record of the pages it read goes too:
 # without it an unchanged notebook is not read again and its page keeps the old outputs.
-BOOK_KEY = $(or $(UNET_PROFILE),cpu) $(UNET_DATA_DIR) $(shell $(BIN)/python -m unet_core.provenance --key)
+BOOK_KEY = $(or $(UNET_PROFILE),cpu) $(UNET_DATA_DIR) $(shell $(BIN)/python -m unet_train.provenance --key)
 book-cache: $(STAMP)
 	@mkdir -p _build
 	@[ "$$(cat _build/.book-key 2>/dev/null)" = "$(BOOK_KEY)" ] || \

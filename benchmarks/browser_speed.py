@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests" / "site"))  # the browser the site tests d
 from browser import ISOLATION, chrome, serve, wait_for  # noqa: E402
 
 from unet_book.segment_page import RUNTIME_DIR, RUNTIME_FILES, write_page_site  # noqa: E402
-from unet_core.devices import cpuinfo_value  # noqa: E402
+from unet_train.devices import cpuinfo_value  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "browser_speed.json"
 
@@ -110,7 +110,7 @@ def measure(site: Path, images: list[tuple[str, Path, int]], isolated: bool,
 def main(argv: list[str] | None = None) -> int:
     from unet_book.experiments import HEADLINE_SETTINGS, ISBI_SETTINGS, notebook_config
     from unet_core.data.paths import data_dir
-    from unet_core.runs import default_run_name, runs_dir
+    from unet_train.runs import default_run_name, runs_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drive-run", type=Path, help="a DRIVE run folder")

@@ -2,7 +2,7 @@
 
     UNET_DATA_DIR=../shared/data python benchmarks/drive_quality.py --seeds 3
 
-Machines differ, so the budget is in **normalised minutes** (:mod:`unet_core.compute`): wall
+Machines differ, so the budget is in **normalised minutes** (:mod:`unet_train.compute`): wall
 minutes x (this machine's matmul GFLOP/s in the training dtype / 400). For each seed, one after
 the other:
 
@@ -44,22 +44,22 @@ from typing import Any
 import torch
 
 from unet_book.results import quality_seed_table
-from unet_core.atomic import write_json, write_text
-from unet_core.checkpoint import load_checkpoint
-from unet_core.compute import (
+from unet_core.data.splits import load_data
+from unet_train.atomic import write_json, write_text
+from unet_train.checkpoint import load_checkpoint
+from unet_train.compute import (
     REFERENCE_GFLOPS,
     code_version,
     matmul_gflops,
     normalised_minutes,
     training_dtype,
 )
-from unet_core.config import PROFILES, TrainConfig
-from unet_core.data.splits import load_data
-from unet_core.devices import processor_name
-from unet_core.evaluation import choose_threshold, evaluate
-from unet_core.provenance import dataset_fingerprint
-from unet_core.recipe import build_model
-from unet_core.train import seconds_per_step, train
+from unet_train.config import PROFILES, TrainConfig
+from unet_train.devices import processor_name
+from unet_train.evaluation import choose_threshold, evaluate
+from unet_train.provenance import dataset_fingerprint
+from unet_train.recipe import build_model
+from unet_train.train import seconds_per_step, train
 
 BAR = {"auc_roc": 0.982, "f1": 0.830, "normalised_minutes": 15.0}
 METRICS = ("auc_roc", "f1", "iou", "sensitivity", "specificity", "accuracy")

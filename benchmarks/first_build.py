@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GFLOPS = ("import torch; from unet_core.compute import matmul_gflops; "
+GFLOPS = ("import torch; from unet_train.compute import matmul_gflops; "
           "print(matmul_gflops(torch.bfloat16))")
 CHAPTERS = ("import json, sys; from jupyter_cache import get_cache; "
             "c = get_cache(sys.argv[1]); "

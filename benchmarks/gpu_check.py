@@ -9,7 +9,7 @@ absent). In order:
 
 1. the CUDA-marked tests (``pytest -m cuda tests``);
 2. a smoke training run on the device, stopped half-way and resumed;
-3. ``python -m unet_core predict --device ...`` on two DRIVE test images;
+3. ``python -m unet_train predict --device ...`` on two DRIVE test images;
 4. a timing table: training and inference output pixels per second, fp32 and bf16 autocast,
    for the paper network (width 64, valid padding, 572 tiles, batch 1) and the ``cpu``
    profile's network (width 16, same padding, 128 patches, batch 8), synchronised timings.
@@ -37,13 +37,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_core.atomic import write_json, write_text  # noqa: E402
-from unet_core.config import TrainConfig  # noqa: E402
 from unet_core.data.resolve import resolve_dataset  # noqa: E402
-from unet_core.devices import choose_precision, environment, pick_device, synchronize  # noqa: E402, I001
 from unet_core.losses import make_loss  # noqa: E402
 from unet_core.model import UNet  # noqa: E402
-from unet_core.train import train  # noqa: E402
+from unet_train.atomic import write_json, write_text  # noqa: E402
+from unet_train.config import TrainConfig  # noqa: E402
+from unet_train.devices import choose_precision, environment, pick_device, synchronize  # noqa: E402, I001
+from unet_train.train import train  # noqa: E402
 
 NETWORKS = {  # name: (width, padding, input side, batch)
     "paper (64, valid, 572)": (64, "valid", 572, 1),
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report["training"] = check_training(args.data, args.device, Path(tmp))
         images = resolve_dataset("drive", args.data).root / "test" / "images"
-        report["predict"] = _sh([sys.executable, "-m", "unet_core", "predict", "--checkpoint",
+        report["predict"] = _sh([sys.executable, "-m", "unet_train", "predict", "--checkpoint",
                                  report["training"]["model"], "--device", args.device,
                                  "--output", str(Path(tmp) / "pred"),
                                  *map(str, sorted(images.iterdir())[:2])], timeout=120)

@@ -4,7 +4,7 @@
 #     of training, evaluated on the held-out slices -> OUT/studies/gpu_paper_isbi.json (C4's
 #     GPU cell);
 #  2. benchmarks/gpu_check.py: CUDA tests, resume, predict, timings -> OUT/gpu_check.{json,md}.
-# Runs with the GPU machine's own python3 (its PyTorch has CUDA); unet_core comes from this
+# Runs with the GPU machine's own python3 (its PyTorch has CUDA); the packages come from this
 # checkout. OUT defaults to benchmarks/results. Exit status: non-zero if either part failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."

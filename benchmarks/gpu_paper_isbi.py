@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from unet_book.scoring import score_cell  # noqa: E402
 from unet_book.studies import STUDIES_DIR, get_study, result_fields, source_digest  # noqa: E402
-from unet_core.atomic import write_json  # noqa: E402
-from unet_core.compute import code_version  # noqa: E402
-from unet_core.config import TrainConfig  # noqa: E402
-from unet_core.runs import ENVIRONMENT  # noqa: E402
-from unet_core.train import train  # noqa: E402
+from unet_train.atomic import write_json  # noqa: E402
+from unet_train.compute import code_version  # noqa: E402
+from unet_train.config import TrainConfig  # noqa: E402
+from unet_train.runs import ENVIRONMENT  # noqa: E402
+from unet_train.train import train  # noqa: E402
 
 ARM = "paper_w64_gpu"
 LABEL = "paper profile at full width (64 channels), GPU, time budget"

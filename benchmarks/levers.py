@@ -9,7 +9,7 @@ optimistic rule for every arm, so arms compare; it is not a test result). The te
 never loaded into a metric: a run stops after its last step without the final evaluation.
 
 ``equal_time`` arms get their steps from a step-time ratio measured here against the baseline
-(:func:`unet_core.train.seconds_per_step`, 40 steps each on this machine), so that an arm that
+(:func:`unet_train.train.seconds_per_step`, 40 steps each on this machine), so that an arm that
 costs more per step trains fewer steps. An arm's row records its steps, training minutes and
 the machine's bf16 matmul rate; cells already in the results file are kept (``--arms`` reruns
 named ones). Writes ``benchmarks/results/levers.json`` and ``.md``.
@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from unet_book.results import levers_table
-from unet_core.atomic import write_json, write_text
-from unet_core.checkpoint import load_checkpoint
-from unet_core.compute import code_version, machine_summary
-from unet_core.config import TrainConfig
 from unet_core.data.splits import load_data
-from unet_core.evaluation import predict_probability
 from unet_core.metrics import best_threshold, segmentation_metrics
-from unet_core.recipe import build_model
-from unet_core.train import seconds_per_step, train
+from unet_train.atomic import write_json, write_text
+from unet_train.checkpoint import load_checkpoint
+from unet_train.compute import code_version, machine_summary
+from unet_train.config import TrainConfig
+from unet_train.evaluation import predict_probability
+from unet_train.recipe import build_model
+from unet_train.train import seconds_per_step, train
 
 #: arm name -> (config overrides, equal_time). The baseline is the ``cpu`` profile.
 ARMS: dict[str, tuple[dict[str, Any], bool]] = {

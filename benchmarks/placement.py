@@ -1,6 +1,6 @@
 """Time every precision and memory format of a training step and an inference pass on this CPU.
 
-``precision=auto`` (``unet_core.placement``) compares only the candidates it may choose: fp32,
+``precision=auto`` (``unet_train.placement``) compares only the candidates it may choose: fp32,
 and bf16 autocast where the CPU computes bf16 natively. This script times all four
 combinations, emulated bf16 included, for the ``cpu`` profile's network (width 16, its patch,
 batch and evaluation tile), so that the choice, and what it leaves out, can be read off one
@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from unet_core.atomic import write_json
-from unet_core.compute import code_version
-from unet_core.config import TrainConfig
-from unet_core.devices import cpu_kind, cpu_supports_bf16
-from unet_core.placement import BF16, FP32, PHASES, choose, measure
-from unet_core.recipe import build_model, input_channels
+from unet_train.atomic import write_json
+from unet_train.compute import code_version
+from unet_train.config import TrainConfig
+from unet_train.devices import cpu_kind, cpu_supports_bf16
+from unet_train.placement import BF16, FP32, PHASES, choose, measure
+from unet_train.recipe import build_model, input_channels
 
 RESULTS = Path(__file__).resolve().parent / "results" / "placement.json"
 NETWORKS: dict[str, dict[str, Any]] = {"cpu profile (width 16)": {}}

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet_core.atomic import write_json, write_text
-from unet_core.config import PROFILES, TrainConfig
 from unet_core.data.splits import load_data
 from unet_core.losses import make_loss
-from unet_core.recipe import build_model, build_optimizer, build_sampler
-from unet_core.train import train_step
+from unet_train.atomic import write_json, write_text
+from unet_train.config import PROFILES, TrainConfig
+from unet_train.recipe import build_model, build_optimizer, build_sampler
+from unet_train.train import train_step
 
 REQUIRED_RATIO = 5.0
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from unet_core.atomic import write_json
-from unet_core.checkpoint import load_checkpoint
-from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012
-from unet_core.train import train
+from unet_train.atomic import write_json
+from unet_train.checkpoint import load_checkpoint
+from unet_train.config import TrainConfig
+from unet_train.train import train
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "smoke": {},

@@ -46,8 +46,9 @@ from unet_book.studies import (
     result_fields,
     results_path,
 )
-from unet_core.atomic import write_json
-from unet_core.compute import (
+from unet_core.data.splits import load_data
+from unet_train.atomic import write_json
+from unet_train.compute import (
     REFERENCE_GFLOPS,
     code_version,
     matmul_gflops,
@@ -55,13 +56,12 @@ from unet_core.compute import (
     run_dtype,
     training_dtype,
 )
-from unet_core.config import TrainConfig
-from unet_core.data.splits import load_data
-from unet_core.devices import cpu_kind, processor_name
-from unet_core.provenance import dataset_fingerprint
-from unet_core.recipe import class_reweighting, instance_labels
-from unet_core.runs import ENVIRONMENT, runs_dir
-from unet_core.train import TrainingDiverged, TrainingInterrupted, seconds_per_step, train
+from unet_train.config import TrainConfig
+from unet_train.devices import cpu_kind, processor_name
+from unet_train.provenance import dataset_fingerprint
+from unet_train.recipe import class_reweighting, instance_labels
+from unet_train.runs import ENVIRONMENT, runs_dir
+from unet_train.train import TrainingDiverged, TrainingInterrupted, seconds_per_step, train
 
 
 def _now() -> str:

@@ -69,9 +69,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the editable install does not always resolve outside the repo
     sys.path.insert(0, str(REPO))
 
-from unet_core.atomic import write_json, write_text  # noqa: E402
-from unet_core.devices import cpu_flags, processor_name  # noqa: E402
 from unet_core.model import PADDINGS, Padding, UNet  # noqa: E402
+from unet_train.atomic import write_json, write_text  # noqa: E402
+from unet_train.devices import cpu_flags, processor_name  # noqa: E402
 
 MODES: tuple[str, ...] = ("fp32", "channels_last", "bf16", "bf16+channels_last")
 PHASES: tuple[str, ...] = ("inference", "training")

@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/training_efficiency.py            # ~6 min on 2 cores
 
-1. The machine's matmul rate in the training dtype (:func:`unet_core.compute.matmul_gflops`),
+1. The machine's matmul rate in the training dtype (:func:`unet_train.compute.matmul_gflops`),
    at the start and at the end (the higher counts).
-2. The ``cpu`` profile *as it trains*: :func:`unet_core.train.seconds_per_step` (patch
+2. The ``cpu`` profile *as it trains*: :func:`unet_train.train.seconds_per_step` (patch
    sampling, augmentation, forward, loss, backward, optimiser step, as in a run) at each width in
    ``--widths``, eagerly and with ``compile=True``; FLOPs per step counted by
    ``torch.utils.flop_counter`` over the same step (convolutions and matmuls only), so achieved
@@ -29,15 +29,15 @@ from typing import Any
 
 import torch
 
-from unet_core.atomic import write_json, write_text
-from unet_core.compute import code_version, matmul_gflops, training_dtype, training_flops
-from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchBatch
 from unet_core.data.splits import load_data
-from unet_core.devices import choose_precision, processor_name
 from unet_core.losses import make_loss
-from unet_core.recipe import build_model, build_optimizer, build_sampler
-from unet_core.train import seconds_per_step, train_step
+from unet_train.atomic import write_json, write_text
+from unet_train.compute import code_version, matmul_gflops, training_dtype, training_flops
+from unet_train.config import TrainConfig
+from unet_train.devices import choose_precision, processor_name
+from unet_train.recipe import build_model, build_optimizer, build_sampler
+from unet_train.train import seconds_per_step, train_step
 
 CPU = torch.device("cpu")
 

@@ -207,7 +207,7 @@ assert np.isclose(membrane_share * w_membrane, (1 - membrane_share) * w_interior
 
 # %% [markdown]
 # The membrane class, about a fifth of the pixels, gets a weight above 2; the interior about
-# 0.64. Training does the same: `unet_core.recipe.loss_weight_maps` counts the classes over
+# 0.64. Training does the same: `unet_train.recipe.loss_weight_maps` counts the classes over
 # the whole training set, and on DRIVE only inside the field of view, the pixels the loss
 # sees (the vessels' share there is higher than over the whole photograph with its black
 # surround).

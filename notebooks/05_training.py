@@ -28,7 +28,7 @@
 # papermill notebooks/05_training.ipynb runs/paper.ipynb -p profile paper -p steps 2000
 # ```
 #
-# and every `TrainConfig` field (see `unet_core.config`) can be passed with `-p`. A
+# and every `TrainConfig` field (see `unet_train.config`) can be passed with `-p`. A
 # misspelt parameter stops the run with the list of valid names instead of being ignored.
 # The profile defaults to the environment variable `UNET_PROFILE`, else `cpu`; the test
 # suite and CI set `UNET_PROFILE=smoke`, which trains for a few steps only: numbers printed
@@ -37,10 +37,10 @@
 # Training is *load-or-train*: a run lives in
 # `runs/<dataset>-<profile>-<config hash>-<provenance key>/` (`UNET_RUNS_DIR`), and when a
 # finished run with exactly this configuration is there, it is loaded instead of trained
-# again. The provenance key (`unet_core.provenance`) is a hash of what the code computes and
+# again. The provenance key (`unet_train.provenance`) is a hash of what the code computes and
 # of the data the run reads (the content of the data set's files, or the synthetic stand-in's
 # options). What the code computes is measured, not read from its text: a short probe
-# (`unet_core.probe`, a few seconds, cached per source state) runs every path to a result
+# (`unet_train.probe`, a few seconds, cached per source state) runs every path to a result
 # (data preparation, sampling and augmentation, the weight map, the network, every loss,
 # optimiser and schedule, training steps, overlap-tile inference, the threshold rule, FOV
 # masking, every metric) on small synthetic inputs in float64 and hashes the outputs, rounded
@@ -68,9 +68,9 @@ from unet_book.experiments import (
 from unet_book.results import describe_run_provenance, describe_threshold, plot_history
 from unet_book.source import show_source
 from unet_book.tables import markdown_table
-from unet_core.config import PROFILES, TrainConfig
-from unet_core.provenance import code_fingerprint
-from unet_core.train import train_step
+from unet_train.config import PROFILES, TrainConfig
+from unet_train.provenance import code_fingerprint
+from unet_train.train import train_step
 
 _names_before = set(globals())
 
@@ -106,7 +106,7 @@ print(f"the headline cell: arm {HEADLINE_CELL[1]!r} of the study {HEADLINE_CELL[
 # the learning rate and the number of steps are not in the paper and are our guesses. The
 # `cpu` profile is this project's default, chosen for speed on a 2-core CPU: a 16-channel
 # net with batch norm and same padding, in the precision and memory format measured fastest on
-# the machine that trains it (`unet_core.placement`: fp32 or bf16 autocast, NCHW or
+# the machine that trains it (`unet_train.placement`: fp32 or bf16 autocast, NCHW or
 # channels-last; {ref}`chap-padding` shows that same padding with overlap-tile blending costs
 # little).
 #
@@ -140,7 +140,7 @@ display(Markdown(markdown_table(
 # calls `train_step`: the forward pass in the precision chosen for training (bf16 autocast
 # where it measured faster than fp32 on this machine), the loss in fp32, and one optimiser
 # step, skipped when the loss is not finite (the run then stops with the last good checkpoint
-# kept). The loop around it (`unet_core.train.train`)
+# kept). The loop around it (`unet_train.train.train`)
 # adds the schedule, validation passes, checkpoints and the final evaluation.
 
 # %%
@@ -149,7 +149,7 @@ show_source(train_step)
 # %% [markdown]
 # ## Train (or load the finished run)
 #
-# (The command line, `python -m unet_core train`, shows a tqdm progress bar; here the cell
+# (The command line, `python -m unet_train train`, shows a tqdm progress bar; here the cell
 # prints a line when training starts and one when it ends.) Every `eval_every` steps the model is
 # evaluated on the validation images (the last `val_images` DRIVE training images, never a
 # test image), a checkpoint is written atomically, and a row is added to `history.csv`. At the
@@ -217,7 +217,7 @@ if not result.synthetic and cfg.profile != "smoke":  # a trained model on the re
 # ## Artifacts of the run
 #
 # The run directory holds everything needed to reuse the model: `model.pt` for
-# `python -m unet_core predict --checkpoint runs/<run>/model.pt --output out/ images...`,
+# `python -m unet_train predict --checkpoint runs/<run>/model.pt --output out/ images...`,
 # and the full config, history and metrics as text.
 
 # %%

@@ -221,8 +221,8 @@ if not benches:
 # Machines differ (the same run trained in 10.6 minutes on one 2-core machine and 5.3 on
 # another), so the time-to-quality benchmark (`benchmarks/drive_quality.py --seeds 3`) states
 # its budget in *normalised minutes*: wall minutes times this machine's matrix-multiply rate,
-# in the dtype the run trains in (fp32 or bf16, `unet_core.placement`), over 400 GFLOP/s
-# (`unet_core/compute.py`). Each seed trains the
+# in the dtype the run trains in (fp32 or bf16, `unet_train.placement`), over 400 GFLOP/s
+# (`unet_train/compute.py`). Each seed trains the
 # default profile from scratch within 15 normalised minutes, set-up, threshold choice and test
 # evaluation included; the bars are a mean test AUC-ROC of at least 0.982 and a mean F1 of at
 # least 0.830. Below: the results file as it was written, with its date, code version and

@@ -29,8 +29,8 @@
 # `drive_augmentation`, which compares augmentations like against like, and `isbi_cv`, the
 # paper's own task in cross-validation, scored with the challenge's instruments (the thinned
 # $V_\text{rand}$ at a threshold chosen on validation slices). Only cells made by the current
-# code are shown as current. Throughput figures come from `benchmarks/throughput.py` (see the
-# README).
+# code are shown as current. Throughput figures come from `benchmarks/throughput.py` (its lab notes
+# are in `benchmarks/README.md`).
 
 # %%
 from IPython.display import Markdown, display
@@ -39,8 +39,8 @@ from unet_book.evidence import METRIC_NAMES, comparison_rows, study_view
 from unet_book.experiments import notebook_config
 from unet_book.results import benchmark_result
 from unet_book.tables import markdown_table
-from unet_core.config import TrainConfig
 from unet_core.model import UNet, count_parameters
+from unet_train.config import TrainConfig
 
 cfg = notebook_config({})
 paper = TrainConfig.from_profile("paper")

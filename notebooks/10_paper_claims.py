@@ -49,7 +49,7 @@
 # images, budgets and arms were declared in `unet_book/studies.py` before the runs. The
 # studies are run by `make study NAME=...` (`benchmarks/study.py`), one resumable run folder
 # per cell; this page reads their committed results files and never trains. Every cell
-# records the fingerprint of the code and the data that made it (`unet_core.provenance`);
+# records the fingerprint of the code and the data that made it (`unet_train.provenance`);
 # only cells of the current code are shown as current, and the line above each table says
 # which code, data, dates and machine they come from. The budgets are those of a 2-core CPU:
 # a verdict here is a verdict *at this budget*, not about a network trained for ten hours on

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import matplotlib
 
-# The suite never reads or writes the developer's cache (unet_core.placement's timings, the
+# The suite never reads or writes the developer's cache (unet_train.placement's timings, the
 # provenance probe): one fresh cache for the session, shared with the subprocesses it starts.
 os.environ["UNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="unet-test-cache-")
 
@@ -22,9 +22,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from unet_book.experiments import load_or_train  # noqa: E402
-from unet_core.config import TrainConfig  # noqa: E402
 from unet_core.data import write_synthetic_drive, write_synthetic_isbi2012  # noqa: E402
 from unet_core.model import UNet  # noqa: E402
+from unet_train.config import TrainConfig  # noqa: E402
 
 
 def load_benchmark(name: str):

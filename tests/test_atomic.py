@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_core.atomic import atomic_write, write_image, write_json, write_npz, write_text
+from unet_train.atomic import atomic_write, write_image, write_json, write_npz, write_text
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_core.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from unet_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 
 
 def test_round_trip_weights_only(tmp_path):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_core.cli import main
 from unet_core.data import write_synthetic_drive
 from unet_core.data.imageio import read_image
-from unet_core.runs import load_model
+from unet_train.cli import main
+from unet_train.runs import load_model
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """User errors on the command line: one line ``error: ...`` on stderr naming the file or setting,
 a non-zero exit code, never a traceback.
 
-A few cases run ``python -m unet_core`` in a subprocess, so that "no traceback" is checked on the
-real stderr; the others call :func:`unet_core.cli.main` in-process. Interrupted runs exit with
+A few cases run ``python -m unet_train`` in a subprocess, so that "no traceback" is checked on the
+real stderr; the others call :func:`unet_train.cli.main` in-process. Interrupted runs exit with
 128 + the signal number; under ``torchrun`` only rank 0 prints and draws ``curves.png``.
 """
 
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import unet_core.cli as cli
-from unet_core.cli import main
-from unet_core.config import TrainConfig
+import unet_train.cli as cli
 from unet_core.data import write_synthetic_drive
 from unet_core.data.errors import DataError
-from unet_core.recipe import build_model
-from unet_core.runs import RunResult, save_model
-from unet_core.train import TrainingInterrupted
+from unet_train.cli import main
+from unet_train.config import TrainConfig
+from unet_train.recipe import build_model
+from unet_train.runs import RunResult, save_model
+from unet_train.train import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "--patch-size", "32", "--eval-tile", "32", "--quiet"]
@@ -73,7 +73,7 @@ def _one_error_line(stderr: str, *names: str) -> str:
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "unet_core", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "unet_train", *args], capture_output=True,
                           text=True, timeout=120, cwd=cwd, env=env)
 
 

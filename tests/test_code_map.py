@@ -15,12 +15,15 @@ def _modules(package: str) -> set[str]:
 
 
 def _named_in_readme() -> set[str]:
-    """Module paths in the README's layout table (``data/`` lists its files in one cell)."""
+    """Module paths in the README's layout table: each package's row (``| `unet_core/` |``,
+    ``| `unet_core/data/` |``, ...) names its modules in one cell."""
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("## Layout"):text.index("## Performance")]
-    names = set(re.findall(r"`((?:unet_core|unet_book)/[\w/]+\.py)`", table))
-    data_row = next(line for line in table.splitlines() if line.startswith("| `unet_core/data/`"))
-    names |= {f"unet_core/data/{n}" for n in re.findall(r"`(\w+\.py)`", data_row)}
+    table = text[text.index("## Layout"):text.index("## More")]
+    names: set[str] = set()
+    for line in table.splitlines():
+        row = re.match(r"\| `((?:unet_core|unet_train|unet_book)/(?:\w+/)?)` \|", line)
+        if row:
+            names |= {row.group(1) + n for n in re.findall(r"`(\w+\.py)`", line)}
     return names
 
 
@@ -31,7 +34,7 @@ def _named_in_code_map(package: str) -> set[str]:
     return set(re.findall(r"`((?:data/)?\w+\.py)`", section))
 
 
-@pytest.mark.parametrize("package", ["unet_core", "unet_book"])
+@pytest.mark.parametrize("package", ["unet_core", "unet_train", "unet_book"])
 def test_readme_layout_names_every_module_and_no_other(package):
     named = {n.split("/", 1)[1] for n in _named_in_readme() if n.startswith(package + "/")}
     modules = _modules(package) - {"__init__.py"} - {"data/__init__.py"}
@@ -39,7 +42,7 @@ def test_readme_layout_names_every_module_and_no_other(package):
                               f"not in the tree {sorted(named - modules)}")
 
 
-@pytest.mark.parametrize("package", ["unet_core", "unet_book"])
+@pytest.mark.parametrize("package", ["unet_core", "unet_train", "unet_book"])
 def test_code_map_page_names_every_module_and_no_other(package):
     named = _named_in_code_map(package)
     modules = _modules(package) - {"__init__.py", "data/__init__.py"}

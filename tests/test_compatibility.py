@@ -23,13 +23,13 @@ import pytest
 import torch
 from PIL import Image
 
-from unet_core.checkpoint import save_checkpoint
-from unet_core.cli import main
-from unet_core.config import TrainConfig
-from unet_core.devices import cpu_kind
-from unet_core.placement import MEMORY_FORMAT_ENV, PRECISION_ENV
-from unet_core.runs import finished_run, load_model
-from unet_core.train import train
+from unet_train.checkpoint import save_checkpoint
+from unet_train.cli import main
+from unet_train.config import TrainConfig
+from unet_train.devices import cpu_kind
+from unet_train.placement import MEMORY_FORMAT_ENV, PRECISION_ENV
+from unet_train.runs import finished_run, load_model
+from unet_train.train import train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "smoke_model_v0"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())

@@ -1,4 +1,4 @@
-"""The compute accounting of the benchmarks (unet_core.compute)."""
+"""The compute accounting of the benchmarks (unet_train.compute)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from unet_core.compute import (
+from unet_train.compute import (
     REFERENCE_GFLOPS,
     code_version,
     machine_summary,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unet_core.config import PROFILES, TrainConfig, check_names, with_added_fields
+from unet_train.config import PROFILES, TrainConfig, check_names, with_added_fields
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

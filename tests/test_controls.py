@@ -18,9 +18,10 @@ from unet_core.augment import (
     make_augmentation,
     rotation_context,
 )
-from unet_core.config import TrainConfig
 from unet_core.data.splits import isbi_folds, load_data
-from unet_core.recipe import (
+from unet_core.weights import balanced_class_weights, weight_map
+from unet_train.config import TrainConfig
+from unet_train.recipe import (
     augmentation_options,
     build_model,
     build_sampler,
@@ -28,7 +29,6 @@ from unet_core.recipe import (
     instance_labels,
     loss_weight_maps,
 )
-from unet_core.weights import balanced_class_weights, weight_map
 
 
 # -- folds ---------------------------------------------------------------------------------------

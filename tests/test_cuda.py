@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_drive
-from unet_core.devices import choose_precision
 from unet_core.model import UNet
-from unet_core.runs import load_model
 from unet_core.tiling import predict_tiled
-from unet_core.train import train
+from unet_train.config import TrainConfig
+from unet_train.devices import choose_precision
+from unet_train.runs import load_model
+from unet_train.train import train
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

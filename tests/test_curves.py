@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_core.curves import COLOURS, PANEL, _ticks, draw_curves, save_curves
+from unet_train.curves import COLOURS, PANEL, _ticks, draw_curves, save_curves
 
 HISTORY = [{"step": s, "minutes": 0.5 * k, "loss": 1.0 / (k + 1), "val_auc_roc": 0.5 + 0.1 * k,
             "val_f1": 0.3 + 0.1 * k} for k, s in enumerate((10, 20, 30, 40))]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unet_core import devices
-from unet_core.devices import choose_precision, environment, pick_device
+from unet_train import devices
+from unet_train.devices import choose_precision, environment, pick_device
 
 
 @pytest.mark.parametrize("cpu_bf16, expected", [(True, torch.bfloat16), (False, None)])

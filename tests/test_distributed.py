@@ -87,7 +87,7 @@ def test_gradients_are_averaged_two_processes_equal_one_with_the_global_batch(tm
 
 def test_a_run_stopped_by_sigterm_resumes_and_completes(tmp_path, data):
     run_dir = tmp_path / "run"
-    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "unet_core", "train",
+    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "unet_train", "train",
            *SMOKE, "--steps", "400", "--eval-every", "400", "--checkpoint-every", "2",
            "--run-dir", str(run_dir), "--data-dir", str(data)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -109,7 +109,7 @@ def test_a_run_stopped_by_sigterm_resumes_and_completes(tmp_path, data):
 
     # resuming the 2-process folder with 1 process is refused, saying what to do
     (run_dir / "metrics.json").unlink()
-    refused = _run([sys.executable, "-m", "unet_core", "train", *SMOKE, "--steps", "400",
+    refused = _run([sys.executable, "-m", "unet_train", "train", *SMOKE, "--steps", "400",
                     "--eval-every", "400", "--checkpoint-every", "2", "--run-dir",
                     str(run_dir), "--data-dir", str(data)])
     assert refused.returncode != 0
@@ -121,7 +121,7 @@ def test_two_machines_on_localhost_train_one_run(tmp_path, data):
     procs = [subprocess.Popen(
         [*TORCHRUN, "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
          "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t",
-         "-m", "unet_core", "train", *SMOKE, "--steps", "6", "--eval-every", "3",
+         "-m", "unet_train", "train", *SMOKE, "--steps", "6", "--eval-every", "3",
          "--run-dir", str(run_dir), "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
         for node in (0, 1)]

@@ -1,4 +1,4 @@
-"""Evaluating a trained model (unet_core.evaluation): probabilities, metrics, the threshold.
+"""Evaluating a trained model (unet_train.evaluation): probabilities, metrics, the threshold.
 
 Every number a run writes to ``metrics.json`` is recomputed here independently from the run's
 ``model.pt`` and the images (scikit-learn on the pixels inside the FOV), and the threshold is
@@ -21,14 +21,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from unet_core.config import TrainConfig
 from unet_core.data.splits import ISBI_TEST_SLICES, load_data
-from unet_core.evaluation import choose_threshold, evaluate, predict_probability
 from unet_core.metrics import best_threshold, rand_error, variation_of_information
-from unet_core.recipe import build_model
-from unet_core.runs import load_model
 from unet_core.tiling import predict_tiled
-from unet_core.train import train
+from unet_train.config import TrainConfig
+from unet_train.evaluation import choose_threshold, evaluate, predict_probability
+from unet_train.recipe import build_model
+from unet_train.runs import load_model
+from unet_train.train import train
 
 
 def smoke(**overrides) -> TrainConfig:

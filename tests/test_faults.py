@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from unet_core import devices
-from unet_core import train as train_module
-from unet_core.config import TrainConfig
-from unet_core.runs import RUN_FILES, finished_run
-from unet_core.train import StepResult, TrainingDiverged, train, train_step
+from unet_train import devices
+from unet_train import train as train_module
+from unet_train.config import TrainConfig
+from unet_train.runs import RUN_FILES, finished_run
+from unet_train.train import StepResult, TrainingDiverged, train, train_step
 
 HELPERS = Path(__file__).parent / "helpers"
 sys.path.insert(0, str(HELPERS))
@@ -75,7 +75,7 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, dat
 @pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_exits_143_saying_how_to_resume(tmp_path, data):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "unet_core", "train", "--profile", "smoke", "--patch-size",
+    cmd = [sys.executable, "-m", "unet_train", "train", "--profile", "smoke", "--patch-size",
            "32", "--eval-tile", "32", "--steps", "2000", "--eval-every", "2000",
            "--checkpoint-every", "5", "--threads", "1", "--quiet", "--run-dir", str(run_dir),
            "--data-dir", str(data)]

@@ -1,8 +1,9 @@
 """The package's layering, read from the source (``ast``), not from what happens to import.
 
-* ``unet_core`` (the paper and its run machinery) imports neither matplotlib, ipywidgets nor
-  the book package ``unet_book``;
-* no module of either package imports another module of the project inside a function (the
+* three layers: ``unet_core`` (the paper) imports neither the run machinery ``unet_train`` nor
+  the book package ``unet_book``; ``unet_train`` builds on ``unet_core`` and never imports
+  ``unet_book``; neither imports matplotlib, ipywidgets or IPython;
+* no module of the three packages imports another module of the project inside a function (the
   usual way to dodge an import circle), and the module-level import graph has no cycle;
 * the book package is built on the library, never the other way round.
 """
@@ -15,8 +16,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("unet_core", "unet_book")
-FORBIDDEN_IN_CORE = ("matplotlib", "ipywidgets", "IPython", "unet_book")
+PACKAGES = ("unet_core", "unet_train", "unet_book")
+#: What each library package may not import (read from every import, functions included).
+FORBIDDEN = {
+    "unet_core": ("matplotlib", "ipywidgets", "IPython", "unet_train", "unet_book"),
+    "unet_train": ("matplotlib", "ipywidgets", "IPython", "unet_book"),
+}
 
 
 def _module_name(path: Path) -> str:
@@ -65,12 +70,13 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
-@pytest.mark.parametrize("name", sorted(m for m in _modules() if m.startswith("unet_core")))
-def test_core_imports_no_plotting_widgets_or_book(name):
+@pytest.mark.parametrize("name", sorted(m for m in _modules() if m.split(".")[0] in FORBIDDEN))
+def test_library_layers_import_nothing_above_them(name):
+    forbidden = FORBIDDEN[name.split(".")[0]]
     tree = ast.parse(_modules()[name].read_text())
     bad = [(t, line) for t, line in _imports(tree, top_level_only=False)
-           if t.split(".")[0] in FORBIDDEN_IN_CORE]
-    assert not bad, f"{name} imports {bad}: unet_core must not depend on {FORBIDDEN_IN_CORE}"
+           if t.split(".")[0] in forbidden]
+    assert not bad, f"{name} imports {bad}: {name.split('.')[0]} must not depend on {forbidden}"
 
 
 @pytest.mark.parametrize("name", sorted(_modules()))
@@ -117,8 +123,10 @@ def test_the_checks_can_fail():
     assert _function_level_imports(tree)[0] == ("unet_book.results", 2)
 
 
-def test_book_package_is_used_by_no_core_module_and_uses_core():
+@pytest.mark.parametrize(("upper", "lower"), [("unet_train", "unet_core"),
+                                              ("unet_book", "unet_core"),
+                                              ("unet_book", "unet_train")])
+def test_each_layer_builds_on_the_one_below(upper, lower):
     graph = _graph()
-    book_uses_core = any(t.startswith("unet_core") for m, ts in graph.items()
-                         if m.startswith("unet_book") for t in ts)
-    assert book_uses_core
+    assert any(t.split(".")[0] == lower for m, ts in graph.items()
+               if m.split(".")[0] == upper for t in ts)

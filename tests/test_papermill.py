@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_drive
-from unet_core.runs import default_run_name
+from unet_train.config import TrainConfig
+from unet_train.runs import default_run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "05_training.ipynb"

@@ -1,4 +1,4 @@
-"""Precision and memory format chosen by measurement (unet_core.placement), and both precision
+"""Precision and memory format chosen by measurement (unet_train.placement), and both precision
 paths run on any CPU: the one this CPU's ``auto`` does not choose is forced here."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from unet_core import devices, placement
-from unet_core.config import TrainConfig
 from unet_core.data.splits import load_data
-from unet_core.evaluation import evaluate
-from unet_core.placement import (
+from unet_train import devices, placement
+from unet_train.config import TrainConfig
+from unet_train.evaluation import evaluate
+from unet_train.placement import (
     CACHE_FILE,
     MEMORY_FORMAT_ENV,
     PRECISION_ENV,
@@ -24,9 +24,9 @@ from unet_core.placement import (
     measure,
     requested,
 )
-from unet_core.recipe import build_model
-from unet_core.runs import load_model
-from unet_core.train import train
+from unet_train.recipe import build_model
+from unet_train.runs import load_model
+from unet_train.train import train
 
 CPU = torch.device("cpu")
 

@@ -17,25 +17,25 @@ import tifffile
 import torch
 from PIL import Image
 
-import unet_core.cli as cli
-from unet_core.cli import main
-from unet_core.config import TrainConfig
+import unet_train.cli as cli
 from unet_core.data import load_drive, write_synthetic_drive
 from unet_core.data.errors import DataError
 from unet_core.data.imageio import read_image
 from unet_core.data.splits import load_data
-from unet_core.evaluation import evaluate, predict_probability
-from unet_core.fov import estimate_fov
 from unet_core.metrics import evaluate_set
-from unet_core.predict import (
+from unet_train.cli import main
+from unet_train.config import TrainConfig
+from unet_train.evaluation import evaluate, predict_probability
+from unet_train.fov import estimate_fov
+from unet_train.predict import (
     collect_inputs,
     encode_probability,
     output_stems,
     predict_files,
     read_probability,
 )
-from unet_core.runs import load_model
-from unet_core.train import train
+from unet_train.runs import load_model
+from unet_train.train import train
 
 REAL = Path(os.environ["UNET_DATA_DIR"]) / "DRIVE" if os.environ.get("UNET_DATA_DIR") else None
 needs_real_drive = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Provenance (unet_core.provenance, unet_core.probe): fingerprints of what the code computes
+"""Provenance (unet_train.provenance, unet_train.probe): fingerprints of what the code computes
 and of the data, and what they key.
 
 The code fingerprint follows behaviour: a copy of the package is edited and its key computed
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from unet_core import provenance
 from unet_core.data import write_synthetic_drive
 from unet_core.data.resolve import _DEFAULTS, GENERATOR_VERSION, MARKER, _normalise
-from unet_core.probe import available, digest
-from unet_core.provenance import (
-    PACKAGE_DIR,
+from unet_train import provenance
+from unet_train.probe import available, digest
+from unet_train.provenance import (
+    PACKAGES,
     PROBE_CACHE,
+    SOURCE_ROOT,
     code_fingerprint,
     code_from_probe,
     covered_modules,
@@ -41,10 +42,13 @@ from unet_core.provenance import (
 
 @pytest.fixture
 def package_copy(tmp_path) -> Path:
-    """A copy of unet_core's sources to edit."""
-    copy = tmp_path / "unet_core"
-    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    return copy
+    """A copy of the sources of ``unet_core`` and ``unet_train`` to edit (the folder that
+    holds both)."""
+    root = tmp_path / "src"
+    for package in PACKAGES:
+        shutil.copytree(SOURCE_ROOT / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return root
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -86,16 +90,16 @@ def _move_function(path: Path, function: str, new_module: str, header: str) -> N
                                          f"{function}\n", 1))
 
 
-def _provenance_of(package: Path, data_root: Path, cache: Path) -> dict:
-    """``python -m unet_core.provenance drive`` of the package at ``package`` in a fresh
-    process: the package first on the path, the user cache in ``cache`` (empty)."""
-    env = {**os.environ, "PYTHONPATH": str(package.parent), "UNET_CACHE_DIR": str(cache)}
-    done = subprocess.run([sys.executable, "-m", "unet_core.provenance", "--data-dir",
-                           str(data_root), "drive"], cwd=package.parent, env=env,
+def _provenance_of(root: Path, data_root: Path, cache: Path) -> dict:
+    """``python -m unet_train.provenance drive`` of the packages under ``root`` in a fresh
+    process: ``root`` first on the path, the user cache in ``cache`` (empty)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "UNET_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-m", "unet_train.provenance", "--data-dir",
+                           str(data_root), "drive"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     cached = json.loads((cache / PROBE_CACHE).read_text())
-    assert list(cached) == [source_key(package)]  # the copy's sources were probed
+    assert list(cached) == [source_key(root)]  # the copy's sources were probed
     return json.loads(done.stdout)["drive"]
 
 
@@ -120,12 +124,15 @@ def test_comments_docstrings_and_layout_do_not_count_statements_do() -> None:
 
 
 def test_covered_modules_are_the_ones_on_the_result_path() -> None:
-    names = {p.relative_to(PACKAGE_DIR).as_posix() for p in covered_modules()}
-    for needed in ("model.py", "train.py", "losses.py", "metrics.py", "tiling.py", "augment.py",
-                   "weights.py", "evaluation.py", "data/sampler.py", "data/drive.py",
-                   "probe.py"):
+    names = {p.relative_to(SOURCE_ROOT).as_posix() for p in covered_modules()}
+    for needed in ("unet_core/model.py", "unet_train/train.py", "unet_core/losses.py",
+                   "unet_core/metrics.py", "unet_core/tiling.py", "unet_core/augment.py",
+                   "unet_core/weights.py", "unet_train/evaluation.py",
+                   "unet_core/data/sampler.py", "unet_core/data/drive.py",
+                   "unet_train/probe.py", "unet_train/config.py"):
         assert needed in names
-    assert not names & {"cli.py", "curves.py", "compute.py", "provenance.py", "atomic.py"}
+    assert not names & {f"unet_train/{m}.py" for m in ("cli", "curves", "compute",
+                                                       "provenance", "atomic")}
 
 
 def test_the_fingerprint_is_the_digest_of_the_probe(current) -> None:
@@ -140,19 +147,19 @@ def test_the_fingerprint_is_the_digest_of_the_probe(current) -> None:
 
 def test_renaming_local_variables_keeps_the_code(package_copy, small_data_root, tmp_path,
                                                  current) -> None:
-    _rename_locals(package_copy / "losses.py", "soft_dice",
+    _rename_locals(package_copy / "unet_core/losses.py", "soft_dice",
                    {"intersection": "overlap", "total": "denominator"})
-    _rename_locals(package_copy / "metrics.py", "best_threshold", {"values": "scores"})
-    assert source_key(package_copy) != source_key(PACKAGE_DIR)  # the syntax did change
+    _rename_locals(package_copy / "unet_core/metrics.py", "best_threshold", {"values": "scores"})
+    assert source_key(package_copy) != source_key(SOURCE_ROOT)  # the syntax did change
     after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
     assert after["code"] == current["code"] and after["key"] == current["key"]
 
 
 def test_moving_a_function_into_a_new_module_keeps_the_code(package_copy, small_data_root,
                                                             tmp_path, current) -> None:
-    _move_function(package_copy / "losses.py", "_binary_nll", "likelihood",
+    _move_function(package_copy / "unet_core/losses.py", "_binary_nll", "likelihood",
                    "import torch\nimport torch.nn.functional as F")
-    assert "def _binary_nll" not in (package_copy / "losses.py").read_text()
+    assert "def _binary_nll" not in (package_copy / "unet_core/losses.py").read_text()
     after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
     assert after["code"] == current["code"] and after["key"] == current["key"]
 
@@ -160,7 +167,7 @@ def test_moving_a_function_into_a_new_module_keeps_the_code(package_copy, small_
 def test_changing_a_formula_changes_the_code(package_copy, small_data_root, tmp_path,
                                              current) -> None:
     """The soft Dice with a squared denominator (V-Net's variant) is another loss."""
-    _edit(package_copy / "losses.py", "total = p.sum(dim=dims) + y.sum(dim=dims)",
+    _edit(package_copy / "unet_core/losses.py", "total = p.sum(dim=dims) + y.sum(dim=dims)",
           "total = (p * p).sum(dim=dims) + y.sum(dim=dims)")
     after = _provenance_of(package_copy, small_data_root, tmp_path / "cache")
     assert after["code"] != current["code"] and after["key"] != current["key"]
@@ -172,19 +179,21 @@ def test_changing_a_formula_changes_the_code(package_copy, small_data_root, tmp_
 #: Changes that have burned replications: (module, old, new, a component that must change).
 BURNED = {
     "threshold rule: the median of per-image optima, not the pooled optimum": (
-        "thresholds.py", 'return {"threshold": best.threshold,',
+        "unet_core/thresholds.py", 'return {"threshold": best.threshold,',
         'return {"threshold": float(np.median([b.threshold for b in per_image])),',
         "threshold.training_set"),
     "FOV masking: metrics over the whole image": (
-        "evaluation.py", "fovs = None if examples[0].fov is None else [e.fov for e in examples]",
+        "unet_train/evaluation.py",
+        "fovs = None if examples[0].fov is None else [e.fov for e in examples]",
         "fovs = None", "evaluate.drive"),
     "one-cycle's late phase: a final learning rate of lr / 2500, not lr / 250000": (
-        "optim.py", "pct_start=0.15,", "pct_start=0.15, final_div_factor=100.0,",
+        "unet_train/optim.py", "pct_start=0.15,", "pct_start=0.15, final_div_factor=100.0,",
         "schedule.onecycle"),
     "Rand error: predicted boundary pixels as one segment (scikit-image), not singletons": (
-        "metrics.py", 'pred_boundary: BoundaryMode = "singletons",\n    self_pairs: bool = True,\n'
-        ') -> float:', 'pred_boundary: BoundaryMode = "segment",\n    self_pairs: bool = True,\n'
-        ') -> float:', "evaluate.isbi2012"),
+        "unet_core/metrics.py",
+        'pred_boundary: BoundaryMode = "singletons",\n    self_pairs: bool = True,\n) -> float:',
+        'pred_boundary: BoundaryMode = "segment",\n    self_pairs: bool = True,\n) -> float:',
+        "evaluate.isbi2012"),
 }
 
 
@@ -202,8 +211,8 @@ def test_one_and_two_threads_give_the_same_digests() -> None:
     """The probe rounds away what the thread count changes (the cached digests: one thread).
     Two threads in a fresh process; passive OpenMP waits keep it fast on a busy machine."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    done = subprocess.run([sys.executable, "-m", "unet_core.probe", "--threads", "2"],
-                          cwd=PACKAGE_DIR.parent, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "unet_train.probe", "--threads", "2"],
+                          cwd=SOURCE_ROOT, env=env, capture_output=True, text=True,
                           timeout=600, check=True)
     assert json.loads(done.stdout) == probe_digests()
 
@@ -257,7 +266,7 @@ def test_an_unwritable_cache_only_means_probing_again(fresh_probe_cache, tmp_pat
 
 
 def test_a_failing_probe_is_one_clear_error(package_copy) -> None:
-    _edit(package_copy / "probe.py", "from __future__ import annotations",
+    _edit(package_copy / "unet_train/probe.py", "from __future__ import annotations",
           "from __future__ import annotations\nraise SystemExit('probe: broken on purpose')")
     expected = r"probe of .* failed \(exit 1\): probe: broken on purpose"
     with pytest.raises(RuntimeError, match=expected):
@@ -298,7 +307,7 @@ def _fake_default_stand_in(data_dir: Path) -> None:
 
 def test_a_synthetic_run_is_not_served_once_the_real_data_is_there(tmp_path, monkeypatch):
     from unet_book.experiments import load_or_train
-    from unet_core.config import TrainConfig
+    from unet_train.config import TrainConfig
 
     data_dir = tmp_path / "data"
     _fake_default_stand_in(data_dir)
@@ -320,7 +329,7 @@ def test_a_synthetic_run_is_not_served_once_the_real_data_is_there(tmp_path, mon
     assert on_real.provenance["code"] == on_stand_in.provenance["code"]
     assert dataset_fingerprint("drive")["key"] in on_real.run_dir.name
 
-    from unet_core.runs import finished_run
+    from unet_train.runs import finished_run
     with pytest.raises(ValueError, match="other code or on other data"):
         finished_run(on_stand_in.run_dir, cfg, provenance=on_real.provenance)
 

@@ -1,4 +1,4 @@
-"""From a config to the objects a run trains with (unet_core.recipe)."""
+"""From a config to the objects a run trains with (unet_train.recipe)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from unet_core.augment import ElasticDeformation
-from unet_core.config import TrainConfig
 from unet_core.data.splits import load_data
-from unet_core.recipe import (
+from unet_core.weights import balanced_class_weights, weight_map
+from unet_train.config import TrainConfig
+from unet_train.recipe import (
     build_model,
     build_optimizer,
     build_sampler,
@@ -17,7 +18,6 @@ from unet_core.recipe import (
     instance_labels,
     loss_weight_maps,
 )
-from unet_core.weights import balanced_class_weights, weight_map
 
 
 def smoke(**overrides) -> TrainConfig:

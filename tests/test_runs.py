@@ -1,4 +1,4 @@
-"""Run folders (unet_core.runs): the files a run writes, and how they are read back."""
+"""Run folders (unet_train.runs): the files a run writes, and how they are read back."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from unet_core.checkpoint import save_checkpoint
-from unet_core.config import TrainConfig
 from unet_core.data.splits import load_data
-from unet_core.evaluation import predict_probability
-from unet_core.provenance import dataset_fingerprint
-from unet_core.runs import (
+from unet_train.checkpoint import save_checkpoint
+from unet_train.config import TrainConfig
+from unet_train.evaluation import predict_probability
+from unet_train.provenance import dataset_fingerprint
+from unet_train.runs import (
     HISTORY_FIELDS,
     config_diff,
     default_run_name,
@@ -29,7 +29,7 @@ from unet_core.runs import (
     write_history,
     write_metrics,
 )
-from unet_core.train import train
+from unet_train.train import train
 
 
 def smoke(**overrides) -> TrainConfig:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_isbi2012
 from unet_core.data.splits import ISBI_TEST_SLICES, load_data
+from unet_train.config import TrainConfig
 
 
 def smoke(**overrides) -> TrainConfig:

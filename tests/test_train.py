@@ -1,4 +1,4 @@
-"""The training loop (unet_core.train): steps, validation rows, exact resume, divergence, the
+"""The training loop (unet_train.train): steps, validation rows, exact resume, divergence, the
 time budget (smoke-sized). The run folder's files are tested in test_runs.py, the metrics and
 threshold in test_evaluation.py, the model / optimiser / sampler in test_recipe.py, the splits
 in test_splits.py."""
@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-import unet_core.train as train_module
-from unet_core.config import TrainConfig
+import unet_train.train as train_module
 from unet_core.data.splits import load_data
-from unet_core.evaluation import evaluate
-from unet_core.recipe import build_model, build_optimizer, build_scheduler
-from unet_core.runs import load_model
-from unet_core.train import TrainingDiverged, train
+from unet_train.config import TrainConfig
+from unet_train.evaluation import evaluate
+from unet_train.recipe import build_model, build_optimizer, build_scheduler
+from unet_train.runs import load_model
+from unet_train.train import TrainingDiverged, train
 
 
 @pytest.fixture
@@ -252,7 +252,7 @@ def test_weight_average_and_compile_resume_to_the_same_weights(tmp_path, data_ro
 
 
 def test_weight_average_follows_the_formula():
-    from unet_core.ema import WeightAverage
+    from unet_train.ema import WeightAverage
 
     net = torch.nn.Linear(2, 1)
     with torch.no_grad():

@@ -35,13 +35,13 @@ import onnxruntime
 import torch
 from torch import nn
 
-from unet_core.atomic import atomic_write, write_json
 from unet_core.losses import foreground_probability
 from unet_core.metrics import segmentation_metrics
 from unet_core.model import UNet
-from unet_core.recipe import out_channels_for
-from unet_core.runs import MODEL, load_model, read_provenance
 from unet_core.tiling import plan_axis, predict_tiled
+from unet_train.atomic import atomic_write, write_json
+from unet_train.recipe import out_channels_for
+from unet_train.runs import MODEL, load_model, read_provenance
 
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "model.json"

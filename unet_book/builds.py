@@ -1,11 +1,11 @@
-"""The measured first builds of the book as one table, for the README and the reproduce page.
+"""The measured first builds of the book: a table for the reproduce page, a line for the README.
 
 ``benchmarks/first_build.py`` times a fresh clone's first ``make book`` (real data, default
 profile, ``.venv`` included) and a rebuild, and appends one record per commit to
-``benchmarks/results/first_build.json``. This module turns those records into the table both
-pages show (the reproduce page through the ``first-builds`` directive of
-:mod:`unet_book.site`, the README by a test that fails when its copy drifts), so no duration
-is typed by hand. Two records are a *pair*, whose ratio may be read, only when they were
+``benchmarks/results/first_build.json``. This module turns those records into the table the
+reproduce page shows (through the ``first-builds`` directive of :mod:`unet_book.site`) and the
+one line the README shows (a test fails when the README's copy drifts), so no duration is
+typed by hand. Two records are a *pair*, whose ratio may be read, only when they were
 measured on the same kind of machine: the same CPU model and core count, the bf16 matmul rate
 within :data:`PAIR_TOLERANCE`, within :data:`PAIR_HOURS` of each other.
 """
@@ -122,6 +122,21 @@ def first_build_markdown(records: Sequence[dict]) -> str:
     return "\n\n".join([table, *sentences])
 
 
+def readme_line(records: Sequence[dict]) -> str:
+    """The README's line: the newest measured first build, and where the table is."""
+    if not records:
+        return "No first build has been measured yet (`benchmarks/first_build.py`)."
+    newest = records[-1]
+    machine = newest["machine"]
+    return (f"Measured: the newest timed first `make book` (commit {newest['commit'][:7]}, "
+            f"{newest['date'][:10]}; fresh clone, real data, default profile, `.venv` "
+            f"included) took {newest['first_build_min']:.1f} min on a {machine['cores']}-core "
+            f"{machine['cpu']} ({newest['first_build_normalised_min']:.1f} normalised minutes, "
+            f"wall x bf16 GFLOP/s / 400), a rebuild with nothing changed "
+            f"{_duration(newest['rebuild_s'])}. The reproduce page has every measured build, "
+            f"by chapter ({len(records)} so far).")
+
+
 README = RESULTS.parents[2] / "README.md"
 BEGIN, END = "<!-- first-builds: made by python -m unet_book.builds -->", "<!-- /first-builds -->"
 
@@ -141,17 +156,18 @@ def readme_block(text: str) -> str | None:
 
 
 def write_readme(readme: Path = README, results: Path = RESULTS) -> bool:
-    """Put the current table between the markers of ``readme``; ``True`` if it changed."""
+    """Put the current :func:`readme_line` between the markers of ``readme``; ``True`` if it
+    changed."""
     text = readme.read_text()
     span = _block_span(text)
     if span is None:
         raise SystemExit(f"{readme}: expected the markers {BEGIN!r} and {END!r}")
-    table = first_build_markdown(load_builds(results))
-    new = text[:span[0]] + "\n" + table + "\n" + text[span[1]:]
+    line = readme_line(load_builds(results))
+    new = text[:span[0]] + "\n" + line + "\n" + text[span[1]:]
     if new != text:
         readme.write_text(new)
     return new != text
 
 
 if __name__ == "__main__":
-    print(f"{README}: {'updated' if write_readme() else 'already current'}")
+    print(f"README.md: {'updated' if write_readme() else 'already current'}")

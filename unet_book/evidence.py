@@ -2,7 +2,7 @@
 
 The chapters never train a study: they read ``benchmarks/results/studies/<name>.json``
 (:mod:`unet_book.studies`) and show the cells made by the *current* code on the *current*
-data (their fingerprints, :mod:`unet_core.provenance`). When only cells of other code exist,
+data (their fingerprints, :mod:`unet_train.provenance`). When only cells of other code exist,
 they are shown marked as older results, with the code they came from; they are never shown as
 current. Used in chapters 6, 7, 9 and 10.
 """
@@ -37,7 +37,7 @@ from unet_book.studies import (
     verdicts,
 )
 from unet_book.tables import markdown_table
-from unet_core.provenance import dataset_fingerprint, is_current
+from unet_train.provenance import dataset_fingerprint, is_current
 
 METRIC_NAMES = {"auc_roc": "AUC-ROC", "f1": "F1", "iou": "IoU",
                 "outside_fov_positive": "share of outside-FOV pixels above the threshold",

@@ -1,6 +1,6 @@
 """The book's experiments: notebook parameters, load-or-train, and runs with a time budget.
 
-Notebooks never train directly: they build a :class:`~unet_core.config.TrainConfig` from their
+Notebooks never train directly: they build a :class:`~unet_train.config.TrainConfig` from their
 papermill parameters (:func:`notebook_config`) and call :func:`load_or_train` or
 :func:`train_for_minutes`. A finished run is found again by its directory name, which contains
 the hash of its config, so rebuilding the book with nothing changed loads every run instead of
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from unet_book.studies import get_study
-from unet_core.config import PROFILES, TrainConfig, check_names
-from unet_core.curves import save_curves
-from unet_core.provenance import dataset_fingerprint, describe
-from unet_core.runs import CHECKPOINT, RunResult, default_run_name, finished_run, runs_dir
-from unet_core.train import seconds_per_step, train
 from unet_core.validation import check_choice
+from unet_train.config import PROFILES, TrainConfig, check_names
+from unet_train.curves import save_curves
+from unet_train.provenance import dataset_fingerprint, describe
+from unet_train.runs import CHECKPOINT, RunResult, default_run_name, finished_run, runs_dir
+from unet_train.train import seconds_per_step, train
 
 PROFILE_ENV = "UNET_PROFILE"
 #: Notebook parameters that are not TrainConfig fields.
@@ -109,7 +109,7 @@ def _loaded(done: RunResult, log: Callable[[str], None]) -> None:
 
 def _train_with_curves(cfg: TrainConfig, run_dir: Path, *, progress: bool,
                        log: Callable[[str], None]) -> RunResult:
-    """:func:`unet_core.train.train`, then the run's ``curves.png``."""
+    """:func:`unet_train.train.train`, then the run's ``curves.png``."""
     result = train(cfg, run_dir, progress=progress, log=log)
     save_curves(result.run_dir, result.history)
     return result

@@ -31,13 +31,13 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from unet_book.results import run_probabilities
-from unet_core.config import TrainConfig
 from unet_core.data.imageio import read_image
 from unet_core.data.splits import load_data
-from unet_core.evaluation import predict_probability
 from unet_core.metrics import ConfusionCounts, segmentation_metrics
-from unet_core.predict import to_model_input
-from unet_core.runs import finished_run, load_model, runs_dir
+from unet_train.config import TrainConfig
+from unet_train.evaluation import predict_probability
+from unet_train.predict import to_model_input
+from unet_train.runs import finished_run, load_model, runs_dir
 
 OVERLAYS: tuple[str, ...] = ("image", "probability", "errors", "ground truth",
                              "second observer", "prediction")

@@ -61,8 +61,8 @@ from unet_book.explorer import (
 )
 from unet_core.data.paths import data_dir
 from unet_core.metrics import confusion_counts, segmentation_metrics
-from unet_core.predict import PROBABILITY_SCALE, encode_probability
-from unet_core.runs import runs_dir
+from unet_train.predict import PROBABILITY_SCALE, encode_probability
+from unet_train.runs import runs_dir
 
 STATIC = Path(__file__).with_name("static")
 MODULE = STATIC / "mask_explorer.js"  # the ES module of the widget and of the static page
@@ -321,7 +321,7 @@ class MaskExplorer:
             self._load_run()
         else:
             self.status.value = ("No finished run found under runs/: train one first "
-                                 "(chapter 5, or <code>python -m unet_core train</code>).")
+                                 "(chapter 5, or <code>python -m unet_train train</code>).")
             self.view.message = "no run to show"
         if threshold is not None:
             self.view.threshold = threshold

@@ -30,9 +30,7 @@ from matplotlib.figure import Figure
 
 from unet_book.tables import markdown_table
 from unet_book.weight_plots import instance_colours
-from unet_core.atomic import write_npz
 from unet_core.data.splits import Example, load_data
-from unet_core.evaluation import predict_probability
 from unet_core.metrics import (
     SegmentationMetrics,
     pr_curve,
@@ -40,8 +38,10 @@ from unet_core.metrics import (
     segment_labels,
     segmentation_metrics,
 )
-from unet_core.provenance import dataset_fingerprint, describe, is_current
-from unet_core.runs import MODEL, PROBABILITIES, RunResult, load_model
+from unet_train.atomic import write_npz
+from unet_train.evaluation import predict_probability
+from unet_train.provenance import dataset_fingerprint, describe, is_current
+from unet_train.runs import MODEL, PROBABILITIES, RunResult, load_model
 
 #: Colours of :func:`error_overlay` (RGB, 0-255).
 COLOURS = {

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from unet_core.atomic import write_image
-from unet_core.config import TrainConfig
 from unet_core.data.splits import Example, load_data
-from unet_core.evaluation import evaluate, predict_probability
 from unet_core.metrics import challenge_scores, warping_error
-from unet_core.predict import encode_probability, read_probability
-from unet_core.runs import load_model
+from unet_train.atomic import write_image
+from unet_train.config import TrainConfig
+from unet_train.evaluation import evaluate, predict_probability
+from unet_train.predict import encode_probability, read_probability
+from unet_train.runs import load_model
 
 PROBABILITIES = "probabilities"
 SPLITS = ("val", "test")

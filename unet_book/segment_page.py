@@ -25,7 +25,7 @@ from typing import Any
 
 from unet_book.browser_model import EXPORT_DIR, MANIFEST_FILE, ONNX_FILE, export_run
 from unet_book.explorer_widget import SITE_DIR
-from unet_core.runs import runs_dir
+from unet_train.runs import runs_dir
 
 STATIC = Path(__file__).with_name("static")
 MODULES = ("segment.js", "segment_worker.js", "overlap_tile.js", "image_codec.js",
@@ -72,7 +72,7 @@ const say = (state, text) => {{
 const root = document.documentElement.dataset.content_root;
 if (root === undefined) {{
   say("elsewhere", "Segmenting your own image in the page runs in the built site; here, " +
-    "use the live explorer's file box or python -m unet_core predict.");
+    "use the live explorer's file box or python -m unet_train predict.");
 }} else if (location.protocol === "file:") {{
   say("file", "Segmenting your own image needs the book served over HTTP (browsers block " +
     "module scripts, workers and fetches from file://), for example python -m http.server " +

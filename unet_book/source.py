@@ -21,7 +21,7 @@ def source_location(obj: Any) -> str:
     path = Path(inspect.getsourcefile(obj) or "?").resolve()
     lines, first = inspect.getsourcelines(obj)
     parts = path.parts
-    for package in ("unet_core", "unet_book"):
+    for package in ("unet_core", "unet_train", "unet_book"):
         if package in parts:
             path = Path(*parts[len(parts) - 1 - parts[::-1].index(package):])
             break

@@ -1,7 +1,7 @@
 """The evidence studies: the paper's claims as arms x seeds x steps, and the verdict rule.
 
 A :class:`Study` is declared here, in code, before it runs: a base configuration, its arms
-(each changes a few :class:`~unet_core.config.TrainConfig` fields), the seeds, the budget in
+(each changes a few :class:`~unet_train.config.TrainConfig` fields), the seeds, the budget in
 *steps* (a busy machine changes how long a cell takes, not what it computes), and the
 :class:`Comparison` s that decide the paper's claims. An arm may be run at *equal time* with
 another: its steps are the study's steps times the ratio of the two arms' step times, measured
@@ -10,7 +10,7 @@ once on a quiet machine and stored in the results file.
 ``benchmarks/study.py NAME`` (``make study NAME=...``) trains the missing cells, one run folder
 each (resumable), and writes ``benchmarks/results/studies/<NAME>.json`` after every cell: per
 cell the arm, seed, steps, minutes, the fingerprint of the code and data
-(:mod:`unet_core.provenance`), the machine, the date, the test metrics and the validation
+(:mod:`unet_train.provenance`), the machine, the date, the test metrics and the validation
 curve. The book reads these files (:func:`load_results`, :func:`verdicts`); it never trains a
 study while it builds.
 
@@ -45,8 +45,8 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from unet_core.config import TrainConfig
-from unet_core.provenance import PACKAGE_DIR, covered_modules
+from unet_train.config import TrainConfig
+from unet_train.provenance import SOURCE_ROOT, covered_modules
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "studies"
 VERDICTS = ("supported", "contradicted", "undecided", "incomplete")
@@ -411,15 +411,15 @@ def budget_verdict(verdict_1x: str, verdict_2x: str) -> str:
 
 
 # -- results files -------------------------------------------------------------------------------
-def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
+def source_digest(root: Path = SOURCE_ROOT) -> str:
     """Hash of the text of the modules that can change a result
-    (:func:`unet_core.provenance.covered_modules`): equal on a machine with other library
+    (:func:`unet_train.provenance.covered_modules`): equal on a machine with other library
     versions (a GPU machine's, whose probe may differ) when the sources are the same. The raw
     text, not the syntax tree, because ``ast.dump`` differs between Python versions; so a
     docstring edit changes it (the cell is then shown as older)."""
     h = hashlib.sha256()
-    for path in covered_modules(package_dir):
-        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+    for path in covered_modules(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
@@ -453,7 +453,7 @@ def cell_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
 
 
 def result_fields(result: Any) -> dict[str, Any]:
-    """What a cell records of a finished training (``unet_core.train.train``'s result): the
+    """What a cell records of a finished training (``unet_train.train.train``'s result): the
     training minutes, why it stopped, its provenance, the test metrics and threshold and the
     validation curve."""
     return {

@@ -50,8 +50,8 @@ from matplotlib.patches import Rectangle
 from scipy import ndimage
 
 from unet_book.plotting import show
-from unet_core.devices import processor_name
 from unet_core.weights import ClassWeights, class_weight_map, distance_maps, weight_map
+from unet_train.devices import processor_name
 
 Window = tuple[slice, slice]
 

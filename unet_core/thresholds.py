@@ -4,7 +4,7 @@ The paper binarises the softmax at 0.5; this project may instead pick the thresh
 maximises the F1 score pooled over ``THRESHOLD_IMAGES``: ``"training_set"`` (every official
 training image: those trained on and the validation images) or ``"validation"`` (the held-out
 validation images only). The test set is never a choice. Explained in chapters 5 and 6;
-:func:`unet_core.evaluation.choose_threshold` applies it to a trained model.
+:func:`unet_train.evaluation.choose_threshold` applies it to a trained model.
 """
 
 from __future__ import annotations

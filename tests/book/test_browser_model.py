@@ -19,10 +19,10 @@ from unet_book.browser_model import (
     read_manifest,
 )
 from unet_book.experiments import load_or_train
-from unet_core.config import TrainConfig
 from unet_core.data import write_synthetic_drive
-from unet_core.runs import load_model
 from unet_core.tiling import plan_axis, predict_tiled
+from unet_train.config import TrainConfig
+from unet_train.runs import load_model
 
 TOLERANCE = 1e-4  # logits; measured: a few 1e-6 for the smoke net, 2e-5 for the cpu profile's
 

@@ -94,11 +94,18 @@ def test_records_load_oldest_first(tmp_path) -> None:
     assert [r["commit"][0] for r in builds.load_builds(path)] == ["a", "b"]
 
 
-def test_the_readme_shows_the_current_table() -> None:
+def test_the_readme_shows_the_current_line() -> None:
     block = builds.readme_block(builds.README.read_text())
-    assert block == builds.first_build_markdown(builds.load_builds()), (
-        "README's first-builds table drifted from benchmarks/results/first_build.json: "
+    assert block == builds.readme_line(builds.load_builds()), (
+        "README's first-builds line drifted from benchmarks/results/first_build.json: "
         "run python -m unet_book.builds")
+
+
+def test_the_readme_line_names_the_newest_build() -> None:
+    line = builds.readme_line([OLD, NEW])
+    assert NEW["commit"][:7] in line and OLD["commit"][:7] not in line
+    assert f"{NEW['first_build_min']:.1f} min" in line and "(2 so far)" in line
+    assert "No first build" in builds.readme_line([])
 
 
 def test_write_readme_replaces_only_the_block(tmp_path) -> None:
@@ -108,7 +115,7 @@ def test_write_readme_replaces_only_the_block(tmp_path) -> None:
     readme.write_text(f"before\n{builds.BEGIN}\nold table\n{builds.END}\nafter\n")
     assert builds.write_readme(readme, results) is True
     text = readme.read_text()
-    assert text.startswith(f"before\n{builds.BEGIN}\n| step of") and text.endswith(
+    assert text.startswith(f"before\n{builds.BEGIN}\nMeasured: the newest") and text.endswith(
         f"{builds.END}\nafter\n")
     assert builds.write_readme(readme, results) is False  # already current
     readme.write_text("no markers\n")

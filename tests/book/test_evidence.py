@@ -21,7 +21,7 @@ from unet_book.evidence import (
     view_line,
 )
 from unet_book.studies import CLAIMS, STUDIES
-from unet_core.provenance import dataset_fingerprint
+from unet_train.provenance import dataset_fingerprint
 
 
 def _cell(arm: str, seed: int, auc: float, fp: dict, date: str = "2026-12-02 10:00 UTC") -> dict:

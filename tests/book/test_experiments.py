@@ -21,8 +21,8 @@ from unet_book.experiments import (
     train_for_minutes,
 )
 from unet_book.studies import get_study
-from unet_core.config import TrainConfig
-from unet_core.runs import finished_run
+from unet_train.config import TrainConfig
+from unet_train.runs import finished_run
 
 
 @pytest.fixture

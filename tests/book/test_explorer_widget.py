@@ -49,7 +49,7 @@ from unet_book.explorer_widget import (
     threshold_bin,
 )
 from unet_core.metrics import confusion_counts, segmentation_metrics
-from unet_core.predict import encode_probability
+from unet_train.predict import encode_probability
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")

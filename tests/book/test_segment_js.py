@@ -1,7 +1,7 @@
 """unet_book/static/segment.js prepares images, reads masks and writes files as the library does
-(run in Node): the network's input equals ``unet_core.predict.to_model_input``, a mask's
+(run in Node): the network's input equals ``unet_train.predict.to_model_input``, a mask's
 pixels ``unet_core.data.imageio.binarize_mask``, the probability file
-``unet_core.predict.encode_probability``, the explorer's levels
+``unet_train.predict.encode_probability``, the explorer's levels
 ``unet_book.explorer_widget.quantise`` and the metrics ``unet_core.metrics``."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 from node_module import run_node
 
 from unet_book.explorer_widget import quantise
-from unet_core.config import TrainConfig
 from unet_core.data.imageio import binarize_mask
 from unet_core.metrics import confusion_counts, segmentation_metrics
-from unet_core.predict import encode_probability, to_model_input
+from unet_train.config import TrainConfig
+from unet_train.predict import encode_probability, to_model_input
 
 MODULE = Path(__file__).resolve().parents[2] / "unet_book" / "static" / "segment.js"
 

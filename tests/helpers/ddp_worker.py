@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchBatch, PatchSampler
-from unet_core.distributed import Distributed
-from unet_core.train import train
+from unet_train.config import TrainConfig
+from unet_train.distributed import Distributed
+from unet_train.train import train
 
 SIZE, GLOBAL_BATCH = 32, 4
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from unet_core import checkpoint
-from unet_core.config import TrainConfig
-from unet_core.train import train
+from unet_train import checkpoint
+from unet_train.config import TrainConfig
+from unet_train.train import train
 
 
 def config() -> TrainConfig:

@@ -27,7 +27,7 @@ from browser import KEYS, NUMBERS_PATTERN, SITE, chrome, site_served, wait_for
 from unet_book.explorer import run_cases
 from unet_book.explorer_widget import SITE_DIR, STEPS
 from unet_core.metrics import confusion_counts, segmentation_metrics
-from unet_core.runs import runs_dir
+from unet_train.runs import runs_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = "notebooks/08_mask_explorer.html"

@@ -38,8 +38,8 @@ from unet_book.browser_model import tiled_probabilities
 from unet_core.data.imageio import read_image, read_mask
 from unet_core.data.paths import data_dir
 from unet_core.metrics import segmentation_metrics
-from unet_core.predict import to_model_input
-from unet_core.runs import load_model, runs_dir
+from unet_train.predict import to_model_input
+from unet_train.runs import load_model, runs_dir
 
 PAGE = "notebooks/08_mask_explorer.html"
 ROOT_JS = "document.querySelector('.unet-segment .unet-segment-root')"

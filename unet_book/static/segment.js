@@ -5,7 +5,7 @@
 //   * reading: PNG and TIFF with image_codec.js (exact, 16-bit included: a browser's own
 //     decoder reduces 16-bit PNGs to 8 bits and does not read TIFF), every other format the
 //     browser decodes (JPEG, GIF, WebP, BMP) with createImageBitmap, colour management off;
-//   * preparing: as unet_core.data.imageio.read_image, then unet_core.predict.to_model_input
+//   * preparing: as unet_core.data.imageio.read_image, then unet_train.predict.to_model_input
 //     (alpha dropped; 8-bit values times float32(1 / 255), 16-bit ones / 65535; the channels
 //     the model was trained on), in float32 like NumPy;
 //   * the network: segment_worker.js, a Web Worker running onnxruntime-web over the tiles of
@@ -14,7 +14,7 @@
 //   * the result: the explorer's data (probabilities as its 16-bit levels, the labels of the
 //     ground-truth and FOV masks the reader may add), the metrics at the model's own
 //     threshold on the float probabilities (as unet_core.metrics), and the two files of
-//     `python -m unet_core predict` (<stem>_prob.png: round(p * 65535) in a 16-bit grey PNG;
+//     `python -m unet_train predict` (<stem>_prob.png: round(p * 65535) in a 16-bit grey PNG;
 //     <stem>_mask.png: 0/255, p >= threshold, 0 outside a FOV mask if one is given).
 //
 // The runtime (onnxruntime-web, served from the site) and the model are fetched when the
@@ -62,7 +62,7 @@ export function checkSize(width, height, name = "the image") {
     throw new Error(`${name} is ${width}x${height} px (${(width * height / 1e6).toFixed(2)} ` +
       `megapixels): this page segments images up to ${(MAX_PIXELS / 1e6).toFixed(2)} megapixels ` +
       `(4096x4096; about ${BYTES_PER_PIXEL} bytes of the tab's memory a pixel); use ` +
-      "`python -m unet_core predict` for larger ones");
+      "`python -m unet_train predict` for larger ones");
   }
 }
 
@@ -90,11 +90,11 @@ function planesOf(image) {
   return equal ? [rgb[0]] : rgb;
 }
 
-/** The network's input, float32 (C, H, W), as unet_core.predict.to_model_input. */
+/** The network's input, float32 (C, H, W), as unet_train.predict.to_model_input. */
 export function prepareInput(image, manifest) {
   if (manifest.channels === "green_clahe") {
     throw new Error("this model reads CLAHE-equalised green channels, which the page does " +
-      "not compute: use `python -m unet_core predict`");
+      "not compute: use `python -m unet_train predict`");
   }
   const n = image.width * image.height;
   // 8-bit: uint8 * float32(1 / 255) (prepare_image); 16-bit: float64 / 65535 -> float32

@@ -1,7 +1,7 @@
 """From a decoded image to what the network reads: float32 ``(H, W, C)`` in [0, 1].
 
 ``CHANNELS`` are the input choices a config can make (``TrainConfig.channels``); the data
-splits (:mod:`unet_core.data.splits`) and ``predict`` (:mod:`unet_core.predict`) both convert
+splits (:mod:`unet_core.data.splits`) and ``predict`` (:mod:`unet_train.predict`) both convert
 through :func:`prepare_image`, so a photograph is seen exactly as the training images were.
 
 Chapter 5 (training) explains the input channels.

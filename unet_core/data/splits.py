@@ -12,22 +12,35 @@ each side of it are left out, and the last ``val_images`` of the remaining slice
 ``train_images`` (> 0) keeps only that many training images, from the ``train_start``-th on
 (DRIVE: 21_training is the 0th), a fixed choice for studies of learning from few images.
 
-Used by training (:mod:`unet_core.train`), evaluation and the book's chapters 5-9.
+Used by training (:mod:`unet_train.train`), evaluation and the book's chapters 5-9.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from unet_core.config import TrainConfig
 from unet_core.data.prepare import prepare_image
 from unet_core.data.resolve import resolve_dataset
 
 ISBI_TEST_SLICES = 5  # ISBI 2012 has no public test labels: hold out slices 25-29
+
+
+class SplitConfig(Protocol):
+    """The fields of a run's config that choose its data and splits (``unet_train``'s
+    ``TrainConfig`` has them; this package does not import it)."""
+
+    dataset: str  # "drive" or "isbi2012"
+    channels: str  # DRIVE's input channels: "rgb", "green", "gray" or "green_clahe"
+    val_images: int  # the last training images kept for validation
+    isbi_gap: int  # ISBI slices left out beside the test slices
+    cv_folds: int  # 0: the fixed split; > 1: cross-validation folds
+    cv_fold: int  # the fold tested
+    train_images: int  # 0: all; > 0: only that many training images
+    train_start: int  # ... from this one on
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +68,7 @@ class DataBundle:
         return int(self.train[0].image.shape[2])
 
 
-def load_data(cfg: TrainConfig, data_root: str | Path | None = None) -> DataBundle:
+def load_data(cfg: SplitConfig, data_root: str | Path | None = None) -> DataBundle:
     """Load the config's data set (real if present, else synthetic) and split it."""
     resolved = resolve_dataset(cfg.dataset, data_root)
     if cfg.dataset == "drive":

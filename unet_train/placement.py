@@ -1,7 +1,7 @@
 """How a run computes on its device: precision and memory format, chosen by measurement.
 
 Two settings change only how fast the same network computes, not what it computes (up to
-rounding): the **precision** (fp32, or bf16 autocast; :mod:`unet_core.devices`) and the
+rounding): the **precision** (fp32, or bf16 autocast; :mod:`unet_train.devices`) and the
 **memory format** of the activations and weights (NCHW ``contiguous``, or NHWC
 ``channels_last``). Which combination is fastest depends on the CPU, and no flag predicts it:
 
@@ -11,7 +11,7 @@ rounding): the **precision** (fp32, or bf16 autocast; :mod:`unet_core.devices`) 
   channels-last against 0.0257 in NCHW, while inference was the other way round (0.120 against
   0.086).
 
-So ``precision="auto"`` and ``memory_format="auto"`` (the :class:`~unet_core.config.TrainConfig`
+So ``precision="auto"`` and ``memory_format="auto"`` (the :class:`~unet_train.config.TrainConfig`
 defaults) are decided by timing: :func:`choose` runs a few training steps (forward, backward)
 of the run's own network at its own patch and batch size, or a few forward passes of the
 evaluation tile for inference, in every candidate combination, interleaved, and takes the
@@ -21,17 +21,17 @@ machine, thread count, torch version and network shape in the user cache directo
 its ``environment.json``.
 
 Candidates: fp32, and bf16 autocast where the CPU computes bf16 natively
-(:func:`unet_core.devices.cpu_supports_bf16`); ``contiguous`` and ``channels_last``. A config can
+(:func:`unet_train.devices.cpu_supports_bf16`); ``contiguous`` and ``channels_last``. A config can
 force either (``precision="fp32"|"bf16"``, ``memory_format="contiguous"|"channels_last"``); the
 older switches still hold: ``bf16=False`` means fp32 and ``channels_last=False`` means
 ``contiguous``. The environment variables ``UNET_PRECISION`` and ``UNET_MEMORY_FORMAT`` force an
 ``auto`` choice for a whole process (for example, to run the test suite in the precision this
 CPU would not choose; bf16 on a CPU without native bf16 is emulated and slow, but correct).
 On CUDA and MPS nothing is timed: ``auto`` takes the device's mixed precision
-(:func:`unet_core.devices.choose_precision`) and channels-last unless it is switched off.
+(:func:`unet_train.devices.choose_precision`) and channels-last unless it is switched off.
 
 Because training and evaluation during training choose the inference placement the same way
-as evaluation after :func:`unet_core.runs.load_model` does, the numbers a run writes and the
+as evaluation after :func:`unet_train.runs.load_model` does, the numbers a run writes and the
 numbers recomputed from its ``model.pt`` come from one code path, on any CPU.
 """
 
@@ -51,11 +51,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from unet_core.atomic import write_json
-from unet_core.devices import Precision, choose_precision, cpu_kind, synchronize
+from unet_train.atomic import write_json
+from unet_train.devices import Precision, choose_precision, cpu_kind, synchronize
 
 if TYPE_CHECKING:
-    from unet_core.config import TrainConfig
+    from unet_train.config import TrainConfig
 
 #: ``TrainConfig.precision`` choices.
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -69,7 +69,7 @@ CACHE_ENV = "UNET_CACHE_DIR"
 CACHE_FILE = "placement.json"
 #: Timed rounds per candidate (after one warm-up round); the median counts.
 ROUNDS = 3
-#: Tiles per forward pass in inference (:func:`unet_core.evaluation.predict_probability`).
+#: Tiles per forward pass in inference (:func:`unet_train.evaluation.predict_probability`).
 INFER_BATCH = 4
 
 FP32 = Precision(None, False, "fp32")

@@ -1,9 +1,9 @@
-"""Command line: ``python -m unet_core train|evaluate|predict``.
+"""Command line: ``python -m unet_train train|evaluate|predict``.
 
-``train`` takes a profile and any :class:`~unet_core.config.TrainConfig` field as an option
+``train`` takes a profile and any :class:`~unet_train.config.TrainConfig` field as an option
 (``--steps 500 --no-bf16 --loss bce``) and writes the run's ``curves.png``
-(:mod:`unet_core.curves`); ``evaluate`` re-evaluates a run's model on its data set;
-``predict`` segments image files and folders of any format and size (:mod:`unet_core.predict`:
+(:mod:`unet_train.curves`); ``evaluate`` re-evaluates a run's model on its data set;
+``predict`` segments image files and folders of any format and size (:mod:`unet_train.predict`:
 16-bit probability PNGs, 0/255 masks, optionally an estimated field of view). ``evaluate`` and
 ``predict`` load the model straight onto ``--device`` (auto: CUDA, then MPS, then the CPU) and
 compute in that device's precision. Chapter 5 shows the commands, chapter 8 ``predict``.
@@ -30,24 +30,24 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from unet_core.atomic import write_text
-from unet_core.config import PROFILES, TrainConfig, check_names
-from unet_core.curves import save_curves
 from unet_core.data.splits import load_data
-from unet_core.devices import DEVICES
-from unet_core.evaluation import evaluate
 from unet_core.model import UNet
-from unet_core.placement import MEMORY_FORMATS, PRECISIONS
-from unet_core.predict import (
+from unet_core.tiling import TTA_MODES
+from unet_train.atomic import write_text
+from unet_train.config import PROFILES, TrainConfig, check_names
+from unet_train.curves import save_curves
+from unet_train.devices import DEVICES
+from unet_train.evaluation import evaluate
+from unet_train.placement import MEMORY_FORMATS, PRECISIONS
+from unet_train.predict import (
     FOV_MODES,
     IMAGE_SUFFIXES,
     PredictionSummary,
     describe_error,
     predict_files,
 )
-from unet_core.runs import load_model
-from unet_core.tiling import TTA_MODES
-from unet_core.train import TrainingDiverged, TrainingInterrupted, train
+from unet_train.runs import load_model
+from unet_train.train import TrainingDiverged, TrainingInterrupted, train
 
 PREDICT_EPILOG = f"""\
 Written per image into --output:
@@ -88,7 +88,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 def _add_placement_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="inference precision (default: the run's, auto: the faster on this "
-                             "machine, measured once; unet_core.placement)")
+                             "machine, measured once; unet_train.placement)")
     parser.add_argument("--memory-format", choices=MEMORY_FORMATS, default=None,
                         help="inference memory format (default: the run's, auto: as above)")
 
@@ -125,7 +125,7 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m unet_core", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m unet_train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -247,7 +247,7 @@ def _load_model(args: argparse.Namespace) -> tuple[UNet, TrainConfig, float]:
         if str(args.checkpoint) not in str(exc):  # e.g. --device cuda without CUDA
             raise
         raise type(exc)(f"{describe_error(exc)}; --checkpoint expects a run's model.pt (or "
-                        "checkpoint.pt) written by python -m unet_core train") from exc
+                        "checkpoint.pt) written by python -m unet_train train") from exc
 
 
 def _evaluate(args: argparse.Namespace) -> int:

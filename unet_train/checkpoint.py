@@ -2,11 +2,11 @@
 
 A checkpoint is a dict of tensors and plain Python values (numbers, strings, lists, dicts), so
 that it loads with ``torch.load(..., weights_only=True)``: a checkpoint from a stranger cannot
-run code. It is written through :func:`unet_core.atomic.atomic_write` (a temporary file in the
+run code. It is written through :func:`unet_train.atomic.atomic_write` (a temporary file in the
 same folder, flushed to disk, then renamed over the old one), so a run killed while saving never
 leaves a truncated checkpoint and never loses the previous one.
 
-Explained in chapter 5 (training); the run folder that holds checkpoints is :mod:`unet_core.runs`.
+Explained in chapter 5 (training); the run folder that holds checkpoints is :mod:`unet_train.runs`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_core.atomic import atomic_write
+from unet_train.atomic import atomic_write
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:

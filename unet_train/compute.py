@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from unet_core.config import TrainConfig
-from unet_core.devices import processor_name
-from unet_core.placement import choose
-from unet_core.recipe import build_model, input_channels
+from unet_train.config import TrainConfig
+from unet_train.devices import processor_name
+from unet_train.placement import choose
+from unet_train.recipe import build_model, input_channels
 
 #: The matmul rate (GFLOP/s) that defines a normalised minute.
 REFERENCE_GFLOPS = 400.0
@@ -60,7 +60,7 @@ DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16,
 
 def training_dtype(cfg: TrainConfig | None = None) -> torch.dtype:
     """The dtype a CPU run of ``cfg`` (default: the ``cpu`` profile on DRIVE) trains in: the
-    precision :func:`unet_core.placement.choose` gives its network on this machine (measured
+    precision :func:`unet_train.placement.choose` gives its network on this machine (measured
     once, then cached), so that a normalised minute uses the matmul rate of that dtype."""
     cfg = cfg or TrainConfig()
     model = build_model(cfg, input_channels(cfg))

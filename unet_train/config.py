@@ -28,14 +28,14 @@ from unet_core.augment import AUGMENTATIONS, PAPER_ELASTIC
 from unet_core.data.prepare import CHANNELS
 from unet_core.data.resolve import DATASETS
 from unet_core.data.sampler import OUTSIDE_FOV
-from unet_core.devices import DEVICES
 from unet_core.losses import LOSS_NAMES as LOSSES
 from unet_core.model import PADDINGS
-from unet_core.optim import OPTIMIZERS, SCHEDULERS
-from unet_core.placement import MEMORY_FORMATS, PRECISIONS
 from unet_core.thresholds import THRESHOLD_IMAGES
 from unet_core.tiling import TTA_MODES
 from unet_core.validation import check_choice
+from unet_train.devices import DEVICES
+from unet_train.optim import OPTIMIZERS, SCHEDULERS
+from unet_train.placement import MEMORY_FORMATS, PRECISIONS
 
 # Every choice list is defined next to the code that implements it and imported from there:
 __all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "LOSSES", "MEMORY_FORMATS",
@@ -125,7 +125,7 @@ class TrainConfig:
     class_reweight_w0: float = 0.0  # > 0 (with w0=0): a control for the weight map, no border
     # term but a uniform weight on the class the border term lands on (ISBI: membranes),
     # scaled so that class gets the share of the total weight that the weight map with
-    # w0=class_reweight_w0 gives it on the training labels (unet_core.recipe); 0: off
+    # w0=class_reweight_w0 gives it on the training labels (unet_train.recipe); 0: off
 
     # --- optimisation -------------------------------------------------------------------------
     optimizer: str = "adam"  # one of OPTIMIZERS; the paper: SGD
@@ -134,7 +134,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "onecycle"  # one of SCHEDULERS
     ema_decay: float = 0.0  # > 0: evaluate and save an exponential moving average of the
-    # weights with this decay (unet_core.ema); 0: the weights as trained
+    # weights with this decay (unet_train.ema); 0: the weights as trained
     steps: int = 3000  # optimisation steps (the schedule spans them); ~10 min here
     time_budget_min: float = 0.0  # > 0: also stop after this many minutes of training
 
@@ -150,7 +150,7 @@ class TrainConfig:
     tta: str = "flips"  # test-time augmentation: one of TTA_MODES (none, flips, d4)
     keep_snapshots: bool = False  # keep the weights of every validation step (for curves)
 
-    # --- precision and device (unet_core.placement) -------------------------------------------
+    # --- precision and device (unet_train.placement) -------------------------------------------
     precision: str = "auto"  # one of PRECISIONS: auto times fp32 against bf16 autocast (where
     # the CPU computes bf16 natively) and takes the faster, separately for training and
     # inference; fp32 or bf16 force it. GPUs: auto is bf16, or fp16 + gradient scaler

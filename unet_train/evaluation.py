@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_core.config import TrainConfig
 from unet_core.data.splits import DataBundle, Example
 from unet_core.losses import foreground_probability
 from unet_core.metrics import evaluate_set, pixel_error, rand_error, variation_of_information
 from unet_core.model import UNet
-from unet_core.placement import INFER_BATCH, Placement, choose, in_memory_format
 from unet_core.thresholds import f1_optimum
 from unet_core.tiling import predict_tiled
+from unet_train.config import TrainConfig
+from unet_train.placement import INFER_BATCH, Placement, choose, in_memory_format
 
 
 def predict_probability(model: UNet, image: np.ndarray, cfg: TrainConfig,
@@ -34,10 +34,10 @@ def predict_probability(model: UNet, image: np.ndarray, cfg: TrainConfig,
     """Foreground probability ``(H, W)`` of a prepared ``(H, W, C)`` image (overlap-tile).
 
     Runs on the model's device under ``torch.inference_mode``, in the inference placement
-    (precision and memory format) that :func:`unet_core.placement.choose` gives ``cfg`` on this
+    (precision and memory format) that :func:`unet_train.placement.choose` gives ``cfg`` on this
     machine, unless ``placement`` is given. The model is put in that memory format for the call
     and back afterwards, so the same weights give the same numbers during training and after
-    :func:`unet_core.runs.load_model` (the memory format alone changes fp32 convolutions in the
+    :func:`unet_train.runs.load_model` (the memory format alone changes fp32 convolutions in the
     7th digit on some CPUs).
     """
     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, 2, 0)))  # (C, H, W)

@@ -1,9 +1,9 @@
-"""From a :class:`~unet_core.config.TrainConfig` to the objects a run trains with.
+"""From a :class:`~unet_train.config.TrainConfig` to the objects a run trains with.
 
 The model (:class:`~unet_core.model.UNet`), the optimiser and schedule
-(:mod:`unet_core.optim`), the patch sampler with its augmentation (:mod:`unet_core.augment`)
+(:mod:`unet_train.optim`), the patch sampler with its augmentation (:mod:`unet_core.augment`)
 and, for the paper's loss, the weight maps of Eq. 2 (:mod:`unet_core.weights`). Training
-(:mod:`unet_core.train`), loading a model (:mod:`unet_core.runs`) and the benchmarks all build
+(:mod:`unet_train.train`), loading a model (:mod:`unet_train.runs`) and the benchmarks all build
 through these functions, so a run and its reload cannot disagree. Chapter 5 explains the recipe.
 """
 
@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from unet_core.augment import PAPER_ELASTIC, make_augmentation, rotation_context
-from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchSampler
 from unet_core.data.splits import Example
 from unet_core.model import UNet
-from unet_core.optim import make_optimizer, make_scheduler
 from unet_core.weights import balanced_class_weights, instances_from_membranes, weight_map
+from unet_train.config import TrainConfig
+from unet_train.optim import make_optimizer, make_scheduler
 
 
 def out_channels_for(loss: str) -> int:

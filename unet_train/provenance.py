@@ -2,7 +2,7 @@
 
 A number is only as good as the code and the data that made it. :func:`fingerprint` names both:
 
-* **code**: what the code *computes*, not how it is written. :mod:`unet_core.probe` runs every
+* **code**: what the code *computes*, not how it is written. :mod:`unet_train.probe` runs every
   path that leads to a result (data loading and preparation, sampling and augmentation, the
   weight map, the model, every loss, optimiser and schedule, training steps, the weight
   average, overlap-tile inference with test-time augmentation, the threshold rules, FOV
@@ -21,18 +21,19 @@ A number is only as good as the code and the data that made it. :func:`fingerpri
   itself is code, probed above), and it says ``synthetic``.
 
 The probe takes a few seconds, so its result is cached on disk (:func:`cache_dir`,
-``probe.json``), keyed by :func:`source_key`: the syntax trees of the package's modules and the
-versions of Python and the libraries it computes with. The same sources on the same libraries
-compute the same, so the probe runs once per source state. It runs in a fresh Python process
-(``python -m unet_core.probe``): that process imports the package from ``package_dir`` and
-cannot disturb the caller's threads, random states or deterministic settings.
+``probe.json``), keyed by :func:`source_key`: the syntax trees of the modules of both packages
+(:data:`PACKAGES`: ``unet_core`` and ``unet_train``) and the versions of Python and the
+libraries they compute with. The same sources on the same libraries compute the same, so the
+probe runs once per source state. It runs in a fresh Python process (``python -m
+unet_train.probe``): that process imports the packages from :data:`SOURCE_ROOT` and cannot
+disturb the caller's threads, random states or deterministic settings.
 
-The short ``key`` of both goes into the names of run folders (:func:`unet_core.runs.
+The short ``key`` of both goes into the names of run folders (:func:`unet_train.runs.
 default_run_name`), so a run made by other code or on other data is never found as the run of
 the current code: after the real DRIVE is added, the config that trained on the stand-in
 trains again, on the real images. Every run folder holds its ``provenance.json``, every
 results file of the benchmarks its fingerprint, and the book's execution cache is keyed by
-``python -m unet_core.provenance --key``. Chapter 5 explains it.
+``python -m unet_train.provenance --key``. Chapter 5 explains it.
 """
 
 from __future__ import annotations
@@ -55,16 +56,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_core.atomic import write_json
 from unet_core.data.resolve import DATASETS, SyntheticDataWarning, resolve_dataset
-from unet_core.placement import cache_dir  # one user cache directory
+from unet_train.atomic import write_json
+from unet_train.placement import cache_dir  # one user cache directory
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-#: Modules of unet_core that cannot change a result: the command line (it only parses and
-#: calls), plotting curves, timing, file writing, and this module. The hash of the others'
-#: text is the "sources" of a GPU cell (:func:`unet_book.studies.source_digest`).
-EXCLUDED: frozenset[str] = frozenset({"cli", "curves", "compute", "atomic", "provenance",
-                                      "__main__"})
+#: The folder that holds the packages whose sources are probed and hashed (the repository).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+#: Those packages: the paper (:mod:`unet_core`) and the run machinery (:mod:`unet_train`).
+PACKAGES: tuple[str, ...] = ("unet_core", "unet_train")
+#: Modules that cannot change a result: the command line (it only parses and calls), plotting
+#: curves, timing, file writing, and this module. The hash of the others' text is the
+#: "sources" of a GPU cell (:func:`unet_book.studies.source_digest`).
+EXCLUDED: frozenset[str] = frozenset(f"unet_train/{m}.py" for m in (
+    "cli", "curves", "compute", "atomic", "provenance", "__main__"))
 #: Hex digits kept of each hash.
 DIGITS = 12
 #: The probe's cache file in :func:`cache_dir`, and how many source states it remembers.
@@ -95,15 +99,16 @@ def normalised_source(source: str, name: str = "<source>") -> str:
     return ast.dump(_strip_docstrings(ast.parse(source, filename=name)))
 
 
-def covered_modules(package_dir: Path = PACKAGE_DIR) -> list[Path]:
+def covered_modules(root: Path = SOURCE_ROOT) -> list[Path]:
     """The source files that can change a result (all but :data:`EXCLUDED`), in a fixed order."""
-    return [f for f in package_modules(package_dir)
-            if not (f.parent == package_dir and f.stem in EXCLUDED)]
+    return [f for f in package_modules(root)
+            if f.relative_to(root).as_posix() not in EXCLUDED]
 
 
-def package_modules(package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """Every source file of the package, in a fixed order."""
-    return [f for f in sorted(package_dir.rglob("*.py")) if "__pycache__" not in f.parts]
+def package_modules(root: Path = SOURCE_ROOT) -> list[Path]:
+    """Every source file of the :data:`PACKAGES` under ``root``, in a fixed order."""
+    return [f for package in PACKAGES for f in sorted((root / package).rglob("*.py"))
+            if "__pycache__" not in f.parts]
 
 
 def _digest(parts: list[str]) -> str:
@@ -125,12 +130,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def source_key(package_dir: Path = PACKAGE_DIR) -> str:
+def source_key(root: Path = SOURCE_ROOT) -> str:
     """The probe cache's key: the syntax trees (without docstrings) of every module of the
-    package at ``package_dir`` and :func:`library_versions`. Equal keys compute the same."""
+    packages under ``root`` and :func:`library_versions`. Equal keys compute the same."""
     parts = [f"{k} {v}" for k, v in library_versions().items()]
-    for path in package_modules(package_dir):
-        rel = path.relative_to(package_dir).as_posix()
+    for path in package_modules(root):
+        rel = path.relative_to(root).as_posix()
         parts += [rel, normalised_source(path.read_text(), rel)]
     return _digest(parts)
 
@@ -161,19 +166,18 @@ def _write_cache(key: str, probe: dict[str, str]) -> None:
         pass
 
 
-def probe_package(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
-    """Run ``python -m unet_core.probe`` of the package at ``package_dir`` (a folder named
-    ``unet_core``) in a fresh process, that folder's parent first on the path, and return its
-    component digests; RuntimeError with the probe's last words if it fails."""
+def probe_package(root: Path = SOURCE_ROOT) -> dict[str, str]:
+    """Run ``python -m unet_train.probe`` of the packages under ``root`` in a fresh process,
+    ``root`` first on the path, and return its component digests; RuntimeError with the
+    probe's last words if it fails."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(package_dir.parent), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
     try:
-        done = subprocess.run([sys.executable, "-m", "unet_core.probe"], cwd=package_dir.parent,
+        done = subprocess.run([sys.executable, "-m", "unet_train.probe"], cwd=root,
                               env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT,
                               check=False)
     except subprocess.TimeoutExpired as err:
-        raise RuntimeError(f"the behavioural probe of {package_dir} took more than "
+        raise RuntimeError(f"the behavioural probe of {root} took more than "
                            f"{PROBE_TIMEOUT} s") from err
     try:
         found = json.loads(done.stdout) if done.returncode == 0 else None
@@ -181,21 +185,21 @@ def probe_package(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
         found = None
     if not _valid_probe(found):
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the behavioural probe of {package_dir} failed (exit "
+        raise RuntimeError(f"the behavioural probe of {root} failed (exit "
                            f"{done.returncode}): {last}")
     return found  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=4)
-def probe_digests(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
-    """The probe's component digests for the package at ``package_dir``: from the disk cache
+def probe_digests(root: Path = SOURCE_ROOT) -> dict[str, str]:
+    """The probe's component digests for the packages under ``root``: from the disk cache
     when its :func:`source_key` is there, else probed now (and cached on disk). Kept for the
     process too: the same dict on every call, not to be modified."""
-    key = source_key(package_dir)
+    key = source_key(root)
     cached = _read_cache().get(key)
     if _valid_probe(cached):
         return dict(cached)
-    found = probe_package(package_dir)
+    found = probe_package(root)
     _write_cache(key, found)
     return found
 
@@ -206,9 +210,9 @@ def code_from_probe(probe: dict[str, str]) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def code_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
-    """What the package at ``package_dir`` computes: the digest of :func:`probe_digests`."""
-    return code_from_probe(probe_digests(package_dir))
+def code_fingerprint(root: Path = SOURCE_ROOT) -> str:
+    """What the packages under ``root`` compute: the digest of :func:`probe_digests`."""
+    return code_from_probe(probe_digests(root))
 
 
 @functools.lru_cache(maxsize=16)
@@ -298,7 +302,7 @@ def describe(fp: dict[str, Any] | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m unet_core.provenance",
+        prog="python -m unet_train.provenance",
         description="Print the provenance of the current code and data (JSON), or with --key "
                     "one line of keys for a cache (the code and each data set's key).")
     parser.add_argument("--key", action="store_true", help="print one line of keys")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from unet_core.atomic import write_image
+from unet_train.atomic import write_image
 
 PANEL = (480, 300)  # width, height of one panel in pixels
 MARGIN = (62, 22, 16, 44)  # left, top, right, bottom inside a panel

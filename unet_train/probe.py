@@ -4,7 +4,7 @@ A result (a run folder, a study cell, a chapter's number) is tied to what the co
 not to how it is written: renaming a variable or moving a function into another module makes
 no run differ, while changing a formula does. :func:`run_probe` therefore runs every path that
 leads to a result on small synthetic inputs and hashes what comes out;
-:func:`unet_core.provenance.code_fingerprint` is the digest of these digests.
+:func:`unet_train.provenance.code_fingerprint` is the digest of these digests.
 
 What runs (each name is a component of the result, the part of it that a reader sees change):
 
@@ -15,18 +15,18 @@ What runs (each name is a component of the result, the part of it that a reader 
   larger image; ``fov``: the field-of-view estimate;
 * ``weights.<dataset>``: the weight maps of Eq. 2 as the recipe computes them, and the uniform
   class reweighting that controls for them (``class_reweight_w0``);
-* ``sampler.<augmentation>.<padding>``: patches of :func:`~unet_core.recipe.build_sampler`
+* ``sampler.<augmentation>.<padding>``: patches of :func:`~unet_train.recipe.build_sampler`
   for every augmentation and both paddings (with weight maps), and with the pixels outside
   the FOV counted as background;
 * ``model.<padding>``: the network with and without batch norm and drop-out, train and eval;
 * ``loss.<name>``: every loss, both channel conventions, its value and gradient;
 * ``optimizer.<name>``, ``schedule.<name>``: every optimiser's steps on a fixed objective and
   every schedule's learning rate (and SGD's momentum) at each step of a 3000-step run;
-* ``train.<recipe>``: real steps of :func:`unet_core.train.train_step` with grad clipping,
-  drop-out, each loss family, and the weight average (:mod:`unet_core.ema`) of one recipe;
+* ``train.<recipe>``: real steps of :func:`unet_train.train.train_step` with grad clipping,
+  drop-out, each loss family, and the weight average (:mod:`unet_train.ema`) of one recipe;
 * ``inference.<padding>.<tta>``: overlap-tile probabilities for every test-time augmentation;
 * ``threshold.<rule>``: the threshold choice of both ``threshold_images`` rules and the fixed
-  one; ``evaluate.<dataset>``: the metrics of :func:`~unet_core.evaluation.evaluate` (inside
+  one; ``evaluate.<dataset>``: the metrics of :func:`~unet_train.evaluation.evaluate` (inside
   the FOV for DRIVE, with the ISBI errors for ISBI 2012); ``metrics.*``: the metric functions,
   the challenge's thinned scores and warping error included.
 
@@ -46,7 +46,7 @@ component that needs a module this Python lacks (albumentations on a bare GPU im
 digest ``unavailable: <module>``. Not probed: the precision and memory format (fp32 or bf16,
 NCHW or NHWC), which change how fast the same network computes, and files written or timed.
 
-``python -m unet_core.probe`` prints the component digests as JSON (``--threads 2`` to check
+``python -m unet_train.probe`` prints the component digests as JSON (``--threads 2`` to check
 thread stability, ``--detail`` for the rounded summaries). Chapter 5 explains the provenance.
 """
 
@@ -70,7 +70,6 @@ import torch
 from torch import nn
 
 from unet_core.augment import AUGMENTATIONS
-from unet_core.config import TrainConfig
 from unet_core.data import (
     load_drive,
     load_isbi2012,
@@ -80,9 +79,6 @@ from unet_core.data import (
 )
 from unet_core.data.prepare import CHANNELS, prepare_image
 from unet_core.data.splits import DataBundle, load_data
-from unet_core.ema import WeightAverage
-from unet_core.evaluation import choose_threshold, evaluate, predict_probability
-from unet_core.fov import estimate_fov
 from unet_core.losses import LOSS_NAMES, make_loss
 from unet_core.metrics import (
     THRESHOLD_METRICS,
@@ -97,17 +93,21 @@ from unet_core.metrics import (
     warping_error,
 )
 from unet_core.model import PADDINGS, UNet
-from unet_core.optim import OPTIMIZERS, SCHEDULERS
-from unet_core.recipe import (
+from unet_core.thresholds import THRESHOLD_IMAGES
+from unet_core.tiling import TTA_MODES
+from unet_train.config import TrainConfig
+from unet_train.ema import WeightAverage
+from unet_train.evaluation import choose_threshold, evaluate, predict_probability
+from unet_train.fov import estimate_fov
+from unet_train.optim import OPTIMIZERS, SCHEDULERS
+from unet_train.recipe import (
     build_model,
     build_optimizer,
     build_sampler,
     build_scheduler,
     loss_weight_maps,
 )
-from unet_core.thresholds import THRESHOLD_IMAGES
-from unet_core.tiling import TTA_MODES
-from unet_core.train import train_step
+from unet_train.train import train_step
 
 #: Significant digits kept of float64 and of float32 results.
 DIGITS_64, DIGITS_32 = 9, 6
@@ -265,7 +265,7 @@ class Float64(nn.Module):
 
 
 class Float64Loss:
-    """A loss that :func:`~unet_core.train.train_step` calls with ``logits.float()``: it
+    """A loss that :func:`~unet_train.train.train_step` calls with ``logits.float()``: it
     computes the loss of the float64 logits that ``model`` just returned when the logits it is
     given are exactly their float32 copy (else of what it is given)."""
 
@@ -487,7 +487,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def _train(cfg: TrainConfig, bundle: DataBundle) -> list[Any]:
-    """:data:`TRAIN_STEPS` steps as :func:`unet_core.train.train` takes them (step, schedule,
+    """:data:`TRAIN_STEPS` steps as :func:`unet_train.train.train` takes them (step, schedule,
     weight average), then the network's output on a fixed input."""
     model = float64_model(cfg, bundle.in_channels, seed=5)
     _seed(6)
@@ -550,7 +550,7 @@ def probe_thresholds(inputs: Inputs) -> dict[str, Any]:
 
 
 def probe_evaluation(inputs: Inputs) -> dict[str, Any]:
-    """:func:`~unet_core.evaluation.evaluate` on the test images (DRIVE inside the FOV, ISBI
+    """:func:`~unet_train.evaluation.evaluate` on the test images (DRIVE inside the FOV, ISBI
     2012 with its errors) at the median probability, so both classes are predicted."""
     out = {}
     for dataset in ("drive", "isbi2012"):
@@ -648,7 +648,7 @@ def run_probe(threads: int = 1) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m unet_core.probe",
+        prog="python -m unet_train.probe",
         description="Run the behavioural probe and print its component digests (JSON).")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1; the digests must not depend on it)")

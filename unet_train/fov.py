@@ -2,7 +2,7 @@
 
 Not part of the paper (Sec. 3.1 segments EM slices, which have no FOV). DRIVE ships an official
 FOV mask with every photograph and its metrics are computed inside it; a reader's own
-photograph has none, so ``python -m unet_core predict --fov auto`` estimates one
+photograph has none, so ``python -m unet_train predict --fov auto`` estimates one
 (:func:`estimate_fov`) and sets the written mask to background outside it. It is an
 **estimate**, not DRIVE's official mask:
 

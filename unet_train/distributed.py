@@ -2,14 +2,14 @@
 
 Launch with the engine PyTorch ships, on one machine or several::
 
-    torchrun --standalone --nproc-per-node 2 -m unet_core train --profile cpu
+    torchrun --standalone --nproc-per-node 2 -m unet_train train --profile cpu
     torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --rdzv-backend c10d \\
-             --rdzv-endpoint HOST:29500 -m unet_core train --profile cpu   # on machine 0
+             --rdzv-endpoint HOST:29500 -m unet_train train --profile cpu   # on machine 0
     (the same with --node-rank 1 on machine 1)
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`from_environment` reads
 them and joins the process group: gloo on CPUs, NCCL on CUDA (one GPU per process, chosen by
-``LOCAL_RANK``). How training uses it (:mod:`unet_core.train`):
+``LOCAL_RANK``). How training uses it (:mod:`unet_train.train`):
 
 * ``batch_size`` is the **global** batch: each of the ``world_size`` processes draws
   ``batch_size / world_size`` patches per step from its own stream, seeded from

@@ -7,7 +7,7 @@ PNG, JPEG, GIF, BMP, ...; RGB, RGBA, grey, palette, 16-bit, float) and of any si
 :func:`unet_core.data.imageio.read_image` (8-bit images as in training, 16-bit and float ones
 scaled by their type's range, never stretched per image), converted to the channels the model
 was trained on (:func:`to_model_input`) and segmented tile by tile
-(:func:`unet_core.evaluation.predict_probability`, on the model's device and in its
+(:func:`unet_train.evaluation.predict_probability`, on the model's device and in its
 precision).
 
 Written per image into the output folder:
@@ -21,7 +21,7 @@ Written per image into the output folder:
   chosen on training-set images, unless one is given); with ``fov="auto"`` also 0 outside the
   estimated field of view.
 * ``<stem>_fov.png`` (``fov="auto"`` only): the estimated field of view of a fundus
-  photograph, 0/255 (:func:`unet_core.fov.estimate_fov`). It is an **estimate**, not DRIVE's
+  photograph, 0/255 (:func:`unet_train.fov.estimate_fov`). It is an **estimate**, not DRIVE's
   official mask (on DRIVE it agrees on >= 99.3 % of the pixels); a photograph without a black
   surround gets the whole image.
 
@@ -45,21 +45,21 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from unet_core.atomic import write_image
-from unet_core.config import TrainConfig
 from unet_core.data.errors import DataError
 from unet_core.data.imageio import IGNORED_NAMES, read_image
 from unet_core.data.prepare import prepare_image
-from unet_core.evaluation import predict_probability
-from unet_core.fov import estimate_fov
 from unet_core.model import UNet
 from unet_core.validation import check_choice
+from unet_train.atomic import write_image
+from unet_train.config import TrainConfig
+from unet_train.evaluation import predict_probability
+from unet_train.fov import estimate_fov
 
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # large slides are fine: inference is tiled
 
 #: What a folder argument stands for: its files with these suffixes (any case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp")
-#: ``fov`` choices: ``none`` (the whole image) or ``auto`` (:func:`unet_core.fov.estimate_fov`).
+#: ``fov`` choices: ``none`` (the whole image) or ``auto`` (:func:`unet_train.fov.estimate_fov`).
 FOV_MODES: tuple[str, ...] = ("none", "auto")
 #: A probability ``p`` is written as ``round(p * PROBABILITY_SCALE)`` in a 16-bit PNG.
 PROBABILITY_SCALE = 65535

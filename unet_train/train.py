@@ -3,8 +3,8 @@
 :func:`train` reads in one screen: set up (:func:`_setup`), resume (:func:`_resume`), the loop
 of :func:`train_step` calls with a checkpoint every ``checkpoint_every`` steps and a validation
 pass every ``eval_every`` steps (:func:`_validate_and_save`), and the final evaluation
-(:func:`_finish`). The run folder's files are described in :mod:`unet_core.runs`; several
-processes (``torchrun``) are described in :mod:`unet_core.distributed`.
+(:func:`_finish`). The run folder's files are described in :mod:`unet_train.runs`; several
+processes (``torchrun``) are described in :mod:`unet_train.distributed`.
 
 Faults:
 
@@ -21,9 +21,9 @@ Faults:
   :class:`TrainingDiverged`; no step is taken with it and the last good checkpoint is kept.
   ``grad_clip`` (optional) clips the gradient norm.
 * A fresh run into a folder that holds another run's files first removes those files
-  (:func:`unet_core.runs.clear_run_files`).
+  (:func:`unet_train.runs.clear_run_files`).
 
-Deviations from the paper are those of the chosen profile (see :mod:`unet_core.config`); the
+Deviations from the paper are those of the chosen profile (see :mod:`unet_train.config`); the
 paper profile follows Sec. 3 where the paper is explicit. Explained in chapter 5.
 """
 
@@ -46,26 +46,26 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from unet_core.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from unet_core.config import TrainConfig
 from unet_core.data.sampler import PatchBatch, PatchSampler
 from unet_core.data.splits import DataBundle, load_data
-from unet_core.devices import (
+from unet_core.losses import SegmentationLoss, make_loss
+from unet_core.model import UNet
+from unet_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from unet_train.config import TrainConfig
+from unet_train.devices import (
     Precision,
     choose_precision,
     environment,
     pick_device,
     synchronize,
 )
-from unet_core.distributed import Distributed, from_environment, rank_device
-from unet_core.ema import WeightAverage
-from unet_core.evaluation import choose_threshold, evaluate, predict_probability
-from unet_core.losses import SegmentationLoss, make_loss
-from unet_core.model import UNet
-from unet_core.placement import Placement, choose, is_channels_last
-from unet_core.provenance import describe, fingerprint, same_origin
-from unet_core.recipe import build_model, build_optimizer, build_sampler, build_scheduler
-from unet_core.runs import (
+from unet_train.distributed import Distributed, from_environment, rank_device
+from unet_train.ema import WeightAverage
+from unet_train.evaluation import choose_threshold, evaluate, predict_probability
+from unet_train.placement import Placement, choose, is_channels_last
+from unet_train.provenance import describe, fingerprint, same_origin
+from unet_train.recipe import build_model, build_optimizer, build_sampler, build_scheduler
+from unet_train.runs import (
     CHECKPOINT,
     HISTORY,
     RunResult,
@@ -127,8 +127,8 @@ def train_step(
     """One optimisation step on a batch of patches.
 
     The forward pass runs under ``precision`` (by default the device's mixed precision,
-    :func:`~unet_core.devices.choose_precision` of ``cfg.bf16``; :func:`train` passes the one
-    :mod:`unet_core.placement` chose) and in the model's memory format (the batch is put in
+    :func:`~unet_train.devices.choose_precision` of ``cfg.bf16``; :func:`train` passes the one
+    :mod:`unet_train.placement` chose) and in the model's memory format (the batch is put in
     channels-last when the model is); the loss is computed in fp32. No step is taken when the loss
     is not finite (``agree_finite`` makes every process agree on that first) or, without a
     gradient scaler, when the gradient norm is not finite. ``cfg.grad_clip > 0`` clips the norm.
@@ -214,7 +214,7 @@ class _Run:
     cfg: TrainConfig
     run_dir: Path
     device: torch.device
-    placement: Placement  # training's precision and memory format (unet_core.placement)
+    placement: Placement  # training's precision and memory format (unet_train.placement)
     inference: Placement  # evaluation's, chosen separately
     group: Distributed
     data: DataBundle
@@ -229,7 +229,7 @@ class _Run:
     minutes: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     ema: WeightAverage | None = None  # the weight average (cfg.ema_decay > 0)
-    provenance: dict[str, Any] = field(default_factory=dict)  # unet_core.provenance.fingerprint
+    provenance: dict[str, Any] = field(default_factory=dict)  # unet_train.provenance.fingerprint
     resumed_from: int | None = None
     saved_step: int | None = None  # the step of the last checkpoint written
 
@@ -495,7 +495,7 @@ def train(
             testing resume.
         batches: a test hook replacing the patch sampler (:data:`BatchSource`).
 
-    Under ``torchrun`` every process calls this; see :mod:`unet_core.distributed`. The run's
+    Under ``torchrun`` every process calls this; see :mod:`unet_train.distributed`. The run's
     figures (``curves.png``) are drawn by the caller from ``RunResult.history``.
     """
     group = from_environment(pick_device(cfg.device).type)

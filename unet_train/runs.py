@@ -2,7 +2,7 @@
 
 A run lives in ``runs/<name>/`` (``$UNET_RUNS_DIR``, default ``./runs``):
 
-* ``config.json``: the :class:`~unet_core.config.TrainConfig`;
+* ``config.json``: the :class:`~unet_train.config.TrainConfig`;
 * ``history.csv``: one row per validation pass (step, minutes, loss, learning rate, metrics);
 * ``checkpoint.pt``: model, optimiser, scheduler, step, history and every RNG state, written
   atomically at every validation pass (``weights_only`` loadable);
@@ -10,10 +10,10 @@ A run lives in ``runs/<name>/`` (``$UNET_RUNS_DIR``, default ``./runs``):
 * ``metrics.json``: the final evaluation (test split for DRIVE, held-out slices for ISBI) and
   ``threshold_choice``, how the threshold was chosen;
 * ``curves.png``: loss and validation metrics against minutes of training (drawn by the
-  caller of :func:`unet_core.train.train`: the command line, the book);
+  caller of :func:`unet_train.train.train`: the command line, the book);
 * ``environment.json``: where it ran (device, precision, threads, processes, versions);
 * ``provenance.json``: the fingerprints of the code and the data it ran on
-  (:mod:`unet_core.provenance`); ``metrics.json`` repeats them;
+  (:mod:`unet_train.provenance`); ``metrics.json`` repeats them;
 * ``snapshots/``: weights at every validation pass, when ``keep_snapshots`` is on;
 * ``test_probabilities.npz``: the book's cache of the final model's test probabilities.
 
@@ -21,7 +21,7 @@ A fresh run (not resumed) into a folder that holds these files first removes the
 them (:func:`clear_run_files`), so that an interrupted retraining is never mistaken for the
 finished run that was there before.
 
-Every file is written through :mod:`unet_core.atomic`. Chapter 5 explains the run folder.
+Every file is written through :mod:`unet_train.atomic`. Chapter 5 explains the run folder.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from typing import Any
 
 import torch
 
-from unet_core.atomic import write_json, write_text
-from unet_core.checkpoint import load_checkpoint, save_checkpoint
-from unet_core.config import RESULT_NEUTRAL, TrainConfig, effective, with_added_fields
-from unet_core.devices import DEVICES, pick_device
 from unet_core.model import UNet
-from unet_core.provenance import dataset_fingerprint, describe, same_origin
-from unet_core.recipe import build_model
+from unet_train.atomic import write_json, write_text
+from unet_train.checkpoint import load_checkpoint, save_checkpoint
+from unet_train.config import RESULT_NEUTRAL, TrainConfig, effective, with_added_fields
+from unet_train.devices import DEVICES, pick_device
+from unet_train.provenance import dataset_fingerprint, describe, same_origin
+from unet_train.recipe import build_model
 
 RUNS_DIR_ENV = "UNET_RUNS_DIR"
 CHECKPOINT = "checkpoint.pt"
@@ -93,7 +93,7 @@ class RunResult:
     synthetic: bool
     resumed_from: int | None = None
     stopped_by: str = "steps"
-    provenance: dict[str, Any] | None = None  # unet_core.provenance.fingerprint of the run
+    provenance: dict[str, Any] | None = None  # unet_train.provenance.fingerprint of the run
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Config fields that differ, but for :data:`~unet_core.config.RESULT_NEUTRAL` ones (device,
+    """Config fields that differ, but for :data:`~unet_train.config.RESULT_NEUTRAL` ones (device,
     threads, checkpoint interval); a field that one side predates counts as its default."""
     a, b = effective(with_added_fields(a)), effective(with_added_fields(b))
     skip = {*RESULT_NEUTRAL, *ignore}
@@ -188,7 +188,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                ) -> tuple[UNet, TrainConfig, float]:
     """Load ``model.pt`` (or a ``checkpoint.pt``): the model, its config and its threshold.
 
-    ``device`` is a :data:`~unet_core.devices.DEVICES` choice (``auto``: CUDA, then MPS, then
+    ``device`` is a :data:`~unet_train.devices.DEVICES` choice (``auto``: CUDA, then MPS, then
     the CPU; an unavailable one raises ``ValueError``) or any ``torch.device``; the tensors are
     loaded straight onto it (``map_location``) and the model is returned there, in eval mode.
     """
