@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 from unet_core.data.splits import load_data
-from unet_core.losses import make_loss
 from unet_train.atomic import write_json, write_text
 from unet_train.config import PROFILES, TrainConfig
-from unet_train.recipe import build_model, build_optimizer, build_sampler
+from unet_train.recipe import Parts, build, build_sampler
 from unet_train.train import train_step
 
 REQUIRED_RATIO = 5.0
@@ -43,15 +42,14 @@ def time_sampler(sampler, batch_size: int, seconds: float) -> float:
     return batch_size / float(np.median(times))
 
 
-def time_model(cfg: TrainConfig, model, sampler, steps: int) -> float:
+def time_model(cfg: TrainConfig, parts: Parts, steps: int) -> float:
     """Patches per second consumed by training steps (median over steps, data excluded)."""
-    opt = build_optimizer(cfg, model)
-    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    batch = sampler.sample(cfg.batch_size)
+    batch = parts.sampler.sample(cfg.batch_size)
     times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()
-        train_step(model, batch, loss_fn, opt, cfg, torch.device("cpu"))
+        train_step(parts.net, batch, parts.loss_fn, parts.optimizer, cfg, parts.device,
+                   precision=parts.precision, scaler=parts.scaler)
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return cfg.batch_size / float(np.median(times))
@@ -70,14 +68,13 @@ def main() -> int:
     for profile in args.profiles:
         cfg = TrainConfig.from_profile(profile, dataset="drive")
         data = load_data(cfg)
-        model = build_model(cfg, data.in_channels)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        t0 = time.perf_counter()
+        parts = build(cfg, data, torch.device("cpu"))  # as training assembles it
+        model = parts.model
+        t0 = time.perf_counter()  # the sampler's set-up alone (weight maps, deformation grids)
         sampler = build_sampler(cfg, model, data.train)
         build_s = time.perf_counter() - t0
         produce = time_sampler(sampler, cfg.batch_size, args.seconds)
-        consume = time_model(cfg, model, sampler, args.steps)
+        consume = time_model(cfg, parts, args.steps)
         row = {
             "profile": profile, "synthetic": data.synthetic, "augmentation": cfg.augmentation,
             "patch": f"{cfg.patch_size} -> {model.output_size(cfg.patch_size)}",

@@ -36,7 +36,7 @@ from unet_train.atomic import write_json, write_text
 from unet_train.compute import code_version, matmul_gflops, training_dtype, training_flops
 from unet_train.config import TrainConfig
 from unet_train.devices import choose_precision, processor_name
-from unet_train.recipe import build_model, build_optimizer, build_sampler
+from unet_train.recipe import build, build_model, build_optimizer
 from unet_train.train import seconds_per_step, train_step
 
 CPU = torch.device("cpu")
@@ -44,16 +44,12 @@ CPU = torch.device("cpu")
 
 def step_flops(cfg: TrainConfig) -> int:
     """FLOPs of one training step of ``cfg`` (a real sampled batch)."""
-    data = load_data(cfg)
-    model = build_model(cfg, data.in_channels)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(cfg, model)
-    batch = build_sampler(cfg, model, data.train).sample(cfg.batch_size)
-    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    precision = choose_precision(CPU, cfg.bf16)
-    return training_flops(lambda: train_step(model, batch, loss_fn, opt, cfg, CPU,
-                                             precision=precision))
+    parts = build(cfg, load_data(cfg), CPU)  # as training assembles it
+    batch = parts.sampler.sample(cfg.batch_size)
+    # the network itself, not its compiled wrapper: the FLOPs are the same, and countable
+    return training_flops(lambda: train_step(parts.model, batch, parts.loss_fn,
+                                             parts.optimizer, cfg, CPU,
+                                             precision=parts.precision, scaler=parts.scaler))
 
 
 def profile_rows(widths: list[int], rate: float) -> list[dict[str, Any]]:

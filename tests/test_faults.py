@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from unet_core.data.sampler import PatchBatch
+from unet_core.losses import make_loss
 from unet_train import devices
 from unet_train import train as train_module
 from unet_train.config import TrainConfig
+from unet_train.recipe import build_model, build_optimizer
 from unet_train.runs import RUN_FILES, finished_run
 from unet_train.train import StepResult, TrainingDiverged, train, train_step
 
@@ -121,13 +124,16 @@ def test_a_checkpoint_every_checkpoint_every_steps_between_validations(tmp_path,
     assert torch.load(result.run_dir / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
+FP32 = devices.choose_precision(torch.device("cpu"), False)  # the training step's precision
+
+
 def _tiny_step_inputs(cfg: TrainConfig):
     torch.manual_seed(0)
-    model = train_module.build_model(cfg, 3)
-    optimizer = train_module.build_optimizer(cfg, model)
-    loss_fn = train_module.make_loss(cfg.loss, out_channels=model.out_channels)
+    model = build_model(cfg, 3)
+    optimizer = build_optimizer(cfg, model)
+    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
     x = torch.rand(2, 3, 32, 32)
-    batch = train_module.PatchBatch(x, (x[:, 0] > 0.5).long(),
+    batch = PatchBatch(x, (x[:, 0] > 0.5).long(),
                                     torch.ones(2, 32, 32, dtype=torch.bool), None)
     return model, optimizer, loss_fn, batch
 
@@ -137,7 +143,8 @@ def test_a_non_finite_gradient_takes_no_step(monkeypatch):
     model, optimizer, loss_fn, batch = _tiny_step_inputs(cfg)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     model.head.weight.register_hook(lambda g: g * float("inf"))
-    out = train_step(model, batch, loss_fn, optimizer, cfg, torch.device("cpu"))
+    out = train_step(model, batch, loss_fn, optimizer, cfg, torch.device("cpu"),
+                     precision=FP32)
     assert isinstance(out, StepResult) and torch.isfinite(out.loss)
     assert out.grad_norm is not None and not torch.isfinite(out.grad_norm)
     assert all(torch.equal(before[k], v) for k, v in model.named_parameters())
@@ -148,7 +155,8 @@ def test_grad_clip_bounds_the_step(clip):
     cfg = _cfg(bf16=False, optimizer="sgd", momentum=0.0, lr=1.0, grad_clip=clip)
     model, optimizer, loss_fn, batch = _tiny_step_inputs(cfg)
     before = [p.detach().clone() for p in model.parameters()]
-    out = train_step(model, batch, loss_fn, optimizer, cfg, torch.device("cpu"))
+    out = train_step(model, batch, loss_fn, optimizer, cfg, torch.device("cpu"),
+                     precision=FP32)
     moved = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before,
                                                                  strict=True)))
     if clip:  # plain SGD with lr 1 moves the parameters by exactly the clipped gradient

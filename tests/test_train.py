@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import unet_train.recipe as recipe_module
 import unet_train.train as train_module
 from unet_core.data.splits import load_data
 from unet_train.config import TrainConfig
@@ -156,7 +157,7 @@ def test_resume_refuses_a_different_config(tmp_path, data_root):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, monkeypatch):
-    real = train_module.make_loss
+    real = recipe_module.make_loss
 
     def poisoned(name, **kwargs):
         loss = real(name, **kwargs)
@@ -169,7 +170,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, 
 
         return forward
 
-    monkeypatch.setattr(train_module, "make_loss", poisoned)
+    monkeypatch.setattr(recipe_module, "make_loss", poisoned)  # build() makes the loss
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 5.*step 3"):
         run(smoke(), tmp_path / "r", data_root)
     state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)

@@ -96,6 +96,7 @@ from unet_core.model import PADDINGS, UNet
 from unet_core.thresholds import THRESHOLD_IMAGES
 from unet_core.tiling import TTA_MODES
 from unet_train.config import TrainConfig
+from unet_train.devices import choose_precision
 from unet_train.ema import WeightAverage
 from unet_train.evaluation import choose_threshold, evaluate, predict_probability
 from unet_train.fov import estimate_fov
@@ -497,12 +498,13 @@ def _train(cfg: TrainConfig, bundle: DataBundle) -> list[Any]:
     loss_fn = Float64Loss(make_loss(cfg.loss, out_channels=model.out_channels), model)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     device = torch.device("cpu")
+    precision = choose_precision(device, cfg.bf16)  # float64 computes in float64 whatever it is
     steps: list[Any] = []
     model.train()
     for _ in range(TRAIN_STEPS):
         model.tap = True
         result = train_step(model, sampler.sample(cfg.batch_size), loss_fn, optimizer, cfg,
-                            device)
+                            device, precision=precision)
         model.tap = False
         scheduler.step()
         if ema is not None:

@@ -2,27 +2,39 @@
 
 The model (:class:`~unet_core.model.UNet`), the optimiser and schedule
 (:mod:`unet_train.optim`), the patch sampler with its augmentation (:mod:`unet_core.augment`)
-and, for the paper's loss, the weight maps of Eq. 2 (:mod:`unet_core.weights`). Training
-(:mod:`unet_train.train`), loading a model (:mod:`unet_train.runs`) and the benchmarks all build
-through these functions, so a run and its reload cannot disagree. Chapter 5 explains the recipe.
+and, for the paper's loss, the weight maps of Eq. 2 (:mod:`unet_core.weights`).
+
+:func:`build` is the one assembly step: config, data and device in, :class:`Parts` out (the
+network and what trains it, with the precision and memory format chosen once, by
+:mod:`unet_train.placement`). The training loop (:mod:`unet_train.train`), its step-time
+calibration and the benchmarks all assemble through it, and loading a model
+(:mod:`unet_train.runs`) through :func:`build_model`, so a run and its reload cannot
+disagree. Chapter 5 explains the recipe.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from unet_core.augment import PAPER_ELASTIC, make_augmentation, rotation_context
 from unet_core.data.sampler import PatchSampler
-from unet_core.data.splits import Example
+from unet_core.data.splits import DataBundle, Example
+from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
 from unet_core.weights import balanced_class_weights, instances_from_membranes, weight_map
 from unet_train.config import TrainConfig
+from unet_train.devices import Precision
+from unet_train.distributed import Distributed
+from unet_train.ema import WeightAverage
 from unet_train.optim import make_optimizer, make_scheduler
+from unet_train.placement import Placement, choose
 
 
 def out_channels_for(loss: str) -> int:
@@ -160,4 +172,63 @@ def build_sampler(cfg: TrainConfig, model: UNet, examples: Sequence[Example],
         min_valid_fraction=0.1 if examples[0].fov is not None else 0.0,
         context=int(getattr(transform, "context", 0)) if cfg.augmentation != "none" else 0,
         outside_fov=cfg.outside_fov,  # type: ignore[arg-type]
+    )
+
+
+# -- the one assembly step -----------------------------------------------------------------------
+@dataclass
+class Parts:
+    """What a config assembles into on a device: everything a training step uses."""
+
+    device: torch.device
+    placement: Placement  # training's precision and memory format, chosen once
+    inference: Placement  # evaluation's, chosen separately
+    model: UNet  # the network itself: what is saved and evaluated
+    net: torch.nn.Module  # what is trained: ``model``, or its DDP and/or compiled wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: PatchSampler
+    loss_fn: SegmentationLoss
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    ema: WeightAverage | None  # the weight average (``cfg.ema_decay > 0``)
+
+    @property
+    def precision(self) -> Precision:
+        return self.placement.precision
+
+
+def build(cfg: TrainConfig, data: DataBundle, device: torch.device,
+          group: Distributed | None = None) -> Parts:
+    """Assemble ``cfg`` on ``device`` for ``data``'s training images (one of ``group``'s
+    processes, if given): the model (initialised from the global torch seed, so seed first),
+    its training and inference placements (:func:`unet_train.placement.choose`: cached or
+    timed on a copy, the random state kept), the model in that memory format, the DDP wrapper
+    (SyncBatchNorm on GPUs, then a dropout stream per process) and ``torch.compile`` when
+    asked, the optimiser, the schedule, the patch sampler (its own random stream per process),
+    the loss, a gradient scaler where the precision needs one, and the weight average."""
+    model = build_model(cfg, data.in_channels).to(device)
+    placement = choose(cfg, model, device, "train")
+    inference = choose(cfg, model, device, "infer")
+    if placement.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net: torch.nn.Module = model
+    rank = 0
+    if group is not None and group.active:
+        if device.type == "cuda" and cfg.batch_norm:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
+                                      else None)
+        torch.manual_seed(cfg.seed + 1_000_003 * group.rank)  # dropout: a stream per process
+        rank = group.rank
+    if cfg.compile:  # the same weights, trained through inductor's kernels
+        net = torch.compile(net)
+    optimizer = build_optimizer(cfg, model)
+    return Parts(
+        device=device, placement=placement, inference=inference, model=model, net=net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg, optimizer),
+        sampler=build_sampler(cfg, model, data.train, rank=rank),
+        loss_fn=make_loss(cfg.loss, out_channels=model.out_channels),
+        scaler=torch.amp.GradScaler(device.type) if placement.precision.grad_scaler else None,
+        ema=WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None,
     )

@@ -43,28 +43,24 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from unet_core.data.sampler import PatchBatch, PatchSampler
+from unet_core.data.sampler import PatchBatch
 from unet_core.data.splits import DataBundle, load_data
-from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
 from unet_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from unet_train.config import TrainConfig
 from unet_train.devices import (
     Precision,
-    choose_precision,
     environment,
     pick_device,
     synchronize,
 )
 from unet_train.distributed import Distributed, from_environment, rank_device
-from unet_train.ema import WeightAverage
 from unet_train.evaluation import choose_threshold, evaluate, predict_probability
-from unet_train.placement import Placement, choose, is_channels_last
+from unet_train.placement import is_channels_last
 from unet_train.provenance import describe, fingerprint, same_origin
-from unet_train.recipe import build_model, build_optimizer, build_sampler, build_scheduler
+from unet_train.recipe import Parts, build
 from unet_train.runs import (
     CHECKPOINT,
     HISTORY,
@@ -120,20 +116,19 @@ def train_step(
     cfg: TrainConfig,
     device: torch.device,
     *,
-    precision: Precision | None = None,
+    precision: Precision,
     scaler: torch.amp.GradScaler | None = None,
     agree_finite: Callable[[bool], bool] | None = None,
 ) -> StepResult:
     """One optimisation step on a batch of patches.
 
-    The forward pass runs under ``precision`` (by default the device's mixed precision,
-    :func:`~unet_train.devices.choose_precision` of ``cfg.bf16``; :func:`train` passes the one
-    :mod:`unet_train.placement` chose) and in the model's memory format (the batch is put in
+    The forward pass runs under ``precision`` (the one :mod:`unet_train.placement` chose for
+    training, :attr:`Parts.precision <unet_train.recipe.Parts.precision>`) and in the model's
+    memory format (the batch is put in
     channels-last when the model is); the loss is computed in fp32. No step is taken when the loss
     is not finite (``agree_finite`` makes every process agree on that first) or, without a
     gradient scaler, when the gradient norm is not finite. ``cfg.grad_clip > 0`` clips the norm.
     """
-    precision = precision or choose_precision(device, cfg.bf16)
     x = batch.image.to(device)  # (N, C, H_in, W_in)
     if is_channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
@@ -180,27 +175,16 @@ def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> flo
     """
     if steps <= warmup:
         raise ValueError(f"steps={steps} must exceed warmup={warmup}")
-    device = pick_device(cfg.device)
-    data = load_data(cfg)
-    model = build_model(cfg, data.in_channels).to(device)
-    placement = choose(cfg, model, device, "train")
-    precision = placement.precision
-    if placement.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
-    sampler = build_sampler(cfg, model, data.train)
-    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    scaler = torch.amp.GradScaler(device.type) if precision.grad_scaler else None
-    net = torch.compile(model) if cfg.compile else model  # compiled in the warm-up steps
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    parts = build(cfg, load_data(cfg), pick_device(cfg.device))  # compiled in the warm-up steps
     times = []
     for i in range(steps):
         t0 = time.perf_counter()  # sampling and augmentation count: training pays for them
-        train_step(net, sampler.sample(cfg.batch_size // cfg.world_size), loss_fn, optimizer,
-                   cfg, device, precision=precision, scaler=scaler)
-        if ema is not None:
-            ema.update(model)
-        synchronize(device)
+        train_step(parts.net, parts.sampler.sample(cfg.batch_size // cfg.world_size),
+                   parts.loss_fn, parts.optimizer, cfg, parts.device,
+                   precision=parts.precision, scaler=parts.scaler)
+        if parts.ema is not None:
+            parts.ema.update(parts.model)
+        synchronize(parts.device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
@@ -209,37 +193,33 @@ def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> flo
 # -- the run's state ----------------------------------------------------------------------------
 @dataclass
 class _Run:
-    """Everything a run's loop changes, and what it needs to save it."""
+    """A run: its config and folder, its processes and data, the assembled :class:`Parts`, and
+    everything its loop changes."""
 
     cfg: TrainConfig
     run_dir: Path
-    device: torch.device
-    placement: Placement  # training's precision and memory format (unet_train.placement)
-    inference: Placement  # evaluation's, chosen separately
     group: Distributed
     data: DataBundle
-    model: UNet  # the network itself (what is saved and evaluated)
-    net: torch.nn.Module  # what is trained: ``model``, or its DDP wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: PatchSampler
-    loss_fn: SegmentationLoss
-    scaler: torch.amp.GradScaler | None
+    parts: Parts  # model, optimiser, schedule, sampler, loss, placements (recipe.build)
     step: int = 0
     minutes: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
-    ema: WeightAverage | None = None  # the weight average (cfg.ema_decay > 0)
     provenance: dict[str, Any] = field(default_factory=dict)  # unet_train.provenance.fingerprint
     resumed_from: int | None = None
     saved_step: int | None = None  # the step of the last checkpoint written
 
     @property
+    def device(self) -> torch.device:
+        return self.parts.device
+
+    @property
     def precision(self) -> Precision:
-        return self.placement.precision
+        return self.parts.precision
 
     def evaluated(self) -> UNet:
         """The network that is evaluated and saved: the weight average, or ``model``."""
-        return self.ema.averaged(self.model) if self.ema is not None else self.model  # type: ignore[return-value]
+        ema, model = self.parts.ema, self.parts.model
+        return ema.averaged(model) if ema is not None else model  # type: ignore[return-value]
 
     @property
     def checkpoint(self) -> Path:
@@ -247,7 +227,7 @@ class _Run:
 
     def check_parameters(self) -> None:
         """Raise :class:`TrainingDiverged` if a parameter is not finite (before a save)."""
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        bad = [n for n, p in self.parts.model.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise TrainingDiverged(
                 f"parameters {', '.join(bad[:3])} became non-finite at step {self.step} of run "
@@ -258,13 +238,13 @@ class _Run:
     def save(self) -> None:
         """Checkpoint every rank's random states (a collective); rank 0 writes the file."""
         self.check_parameters()
-        rng = self.group.gather(capture_rng(self.sampler.rng))
+        rng = self.group.gather(capture_rng(self.parts.sampler.rng))
         if not self.group.is_main:
             self.saved_step = self.step
             return
         state: dict[str, Any] = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "step": self.step,
+            "model": self.parts.model.state_dict(), "optimizer": self.parts.optimizer.state_dict(),
+            "scheduler": self.parts.scheduler.state_dict(), "step": self.step,
             "minutes": self.minutes, "history": self.history, "rng": rng[0],
             "config": self.cfg.to_dict(), "in_channels": self.data.in_channels,
             "world_size": self.group.world_size, "environment": self._environment(),
@@ -272,18 +252,18 @@ class _Run:
         }
         if self.group.active:
             state["rng_ranks"] = rng
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+        if self.parts.scaler is not None:
+            state["scaler"] = self.parts.scaler.state_dict()
+        if self.parts.ema is not None:
+            state["ema"] = self.parts.ema.state_dict()
         save_checkpoint(self.checkpoint, state)
         self.saved_step = self.step
 
     def _environment(self) -> dict[str, Any]:
         return {**environment(self.device, self.precision),
-                "memory_format": self.placement.memory_format,
-                "placement": {"train": self.placement.as_dict(),
-                              "infer": self.inference.as_dict()},
+                "memory_format": self.parts.placement.memory_format,
+                "placement": {"train": self.parts.placement.as_dict(),
+                              "infer": self.parts.inference.as_dict()},
                 "world_size": self.group.world_size, "backend": self.group.backend}
 
 
@@ -309,7 +289,7 @@ def _determinism(cfg: TrainConfig, device: torch.device) -> None:
 
 def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group: Distributed,
            log: Callable[[str], None]) -> _Run:
-    """Seed, load the data, build model, optimiser, schedule, sampler and loss."""
+    """Seed, load the data, assemble the parts (:func:`unet_train.recipe.build`)."""
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -323,31 +303,11 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     kind = "SYNTHETIC stand-in" if data.synthetic else "real"
     log(f"data: {cfg.dataset} from the folder {data.root.name} ({kind}), {len(data.train)} train / "
         f"{len(data.val)} val / {len(data.test)} test images")
-    model = build_model(cfg, data.in_channels).to(device)
-    placement = choose(cfg, model, device, "train")
-    inference = choose(cfg, model, device, "infer")
-    log(f"device: {device}, training: {placement.describe()}, inference: "
-        f"{inference.describe()}"
+    parts = build(cfg, data, device, group)
+    log(f"device: {device}, training: {parts.placement.describe()}, inference: "
+        f"{parts.inference.describe()}"
         + (f", {group.world_size} processes ({group.backend})" if group.active else ""))
-    if placement.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    net: torch.nn.Module = model
-    if group.active:
-        if device.type == "cuda" and cfg.batch_norm:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
-                                      else None)
-        torch.manual_seed(cfg.seed + 1_000_003 * group.rank)  # dropout: a stream per process
-    if cfg.compile:  # the same weights, trained through inductor's kernels
-        net = torch.compile(net)
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
-    sampler = build_sampler(cfg, model, data.train, rank=group.rank)
-    loss_fn = make_loss(cfg.loss, out_channels=model.out_channels)
-    scaler = torch.amp.GradScaler(device.type) if placement.precision.grad_scaler else None
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    return _Run(cfg, run_dir, device, placement, inference, group, data, model, net, optimizer,
-                scheduler, sampler, loss_fn, scaler, ema=ema, provenance=made_by)
+    return _Run(cfg, run_dir, group, data, parts, provenance=made_by)
 
 
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
@@ -377,15 +337,15 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
             f"now: {describe(run.provenance)}); use another run directory or --no-resume "
             "(resume=False) to start over"
         )
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if run.scaler is not None and "scaler" in state:
-        run.scaler.load_state_dict(state["scaler"])
-    if run.ema is not None:
-        run.ema.load_state_dict(state["ema"])
+    run.parts.model.load_state_dict(state["model"])
+    run.parts.optimizer.load_state_dict(state["optimizer"])
+    run.parts.scheduler.load_state_dict(state["scheduler"])
+    if run.parts.scaler is not None and "scaler" in state:
+        run.parts.scaler.load_state_dict(state["scaler"])
+    if run.parts.ema is not None:
+        run.parts.ema.load_state_dict(state["ema"])
     rng = state["rng_ranks"][run.group.rank] if run.group.active else state["rng"]
-    restore_rng(rng, run.sampler.rng)
+    restore_rng(rng, run.parts.sampler.rng)
     run.step, run.minutes = int(state["step"]), float(state["minutes"])
     run.history = [dict(row) for row in state["history"]]
     run.resumed_from = run.saved_step = run.step
@@ -403,13 +363,13 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
 def _validate_and_save(run: _Run, mean_loss: float) -> None:
     """Validation metrics into the history (rank 0), then checkpoint, snapshot, ``history.csv``."""
     row = {"step": run.step, "minutes": round(run.minutes, 4), "loss": mean_loss,
-           "lr": run.optimizer.param_groups[0]["lr"]}
-    evaluated = run.evaluated() if run.group.is_main else run.model
+           "lr": run.parts.optimizer.param_groups[0]["lr"]}
+    evaluated = run.evaluated() if run.group.is_main else run.parts.model
     if run.data.val and run.group.is_main:
         evaluated.eval()
         res = evaluate(evaluated, run.data.val, run.cfg, run.cfg.threshold,
-                       placement=run.inference)
-        run.model.train()
+                       placement=run.parts.inference)
+        run.parts.model.train()
         row.update({"val_auc_roc": res["pooled"]["auc_roc"], "val_f1": res["pooled"]["f1"]})
     run.history.append(row)
     run.save()
@@ -431,7 +391,7 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
                          data.synthetic, run.resumed_from, stopped_by)
     model = run.evaluated()
     model.eval()
-    placement = run.inference
+    placement = run.parts.inference
     val_probs = [predict_probability(model, e.image, cfg, placement) for e in data.val] or None
     threshold, choice = choose_threshold(model, data, cfg, val_probs, placement=placement)
     metrics = {
@@ -531,7 +491,7 @@ def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | N
                disable=not progress or not group.is_main)
     agree = (lambda ok: not group.agree(run.device, nonfinite=not ok)["nonfinite"]
              ) if group.active else None
-    run.net.train()
+    run.parts.net.train()
     while run.step < cfg.steps:
         flags = group.agree(run.device, interrupted="signum" in caught,
                             time=bool(cfg.time_budget_min) and run.minutes >= cfg.time_budget_min)
@@ -543,16 +503,17 @@ def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | N
             break
         t0 = time.perf_counter()
         batch = (batches(run.step, group) if batches is not None
-                 else run.sampler.sample(cfg.batch_size // cfg.world_size))
-        loss, norm, taken = train_step(run.net, batch, run.loss_fn, run.optimizer, cfg,
-                                       run.device, precision=run.precision, scaler=run.scaler,
+                 else run.parts.sampler.sample(cfg.batch_size // cfg.world_size))
+        p = run.parts
+        loss, norm, taken = train_step(p.net, batch, p.loss_fn, p.optimizer, cfg, p.device,
+                                       precision=p.precision, scaler=p.scaler,
                                        agree_finite=agree)
         if not taken:
             bar.close()
             raise _diverged(run, loss, norm)
-        run.scheduler.step()
-        if run.ema is not None:
-            run.ema.update(run.model)
+        run.parts.scheduler.step()
+        if run.parts.ema is not None:
+            run.parts.ema.update(run.parts.model)
         run.step += 1
         run.minutes += (time.perf_counter() - t0) / 60.0
         running, count = running + loss.item(), count + 1
