@@ -104,7 +104,10 @@ print(f"the headline cell: arm {HEADLINE_CELL[1]!r} of the study {HEADLINE_CELL[
 # it is explicit (valid padding, SGD with momentum 0.99, batch of one large tile, the
 # weighted cross-entropy, elastic deformation, drop-out at the end of the contracting path);
 # the learning rate and the number of steps are not in the paper and are our guesses. The
-# `cpu` profile is this project's default, chosen for speed on a 2-core CPU: a 16-channel
+# paper's recipe is `TrainConfig`'s defaults; `cpu` and `smoke` are named overrides of them
+# (`unet_train/config.py`, its fields grouped: data, model, augmentation, loss, optimisation,
+# evaluation, runtime). The `cpu` profile is the one this project runs by default (the
+# chapters and the command line start from it), chosen for speed on a 2-core CPU: a 16-channel
 # net with batch norm and same padding, in the precision and memory format measured fastest on
 # the machine that trains it (`unet_train.placement`: fp32 or bf16 autocast, NCHW or
 # channels-last; {ref}`chap-padding` shows that same padding with overlap-tile blending costs

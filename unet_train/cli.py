@@ -34,7 +34,7 @@ from unet_core.data.splits import load_data
 from unet_core.model import UNet
 from unet_core.tiling import TTA_MODES
 from unet_train.atomic import write_text
-from unet_train.config import PROFILES, TrainConfig, check_names
+from unet_train.config import GROUPS, PROFILES, TrainConfig, check_names
 from unet_train.curves import save_curves
 from unet_train.devices import DEVICES
 from unet_train.evaluation import evaluate
@@ -72,17 +72,23 @@ class _UsageError(ValueError):
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("config fields (override the profile)")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "profile":
-            continue
-        option = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            group.add_argument(option, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None)
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            group.add_argument(option, dest=f.name, type=kind, default=None)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    groups = {name: parser.add_argument_group(f"config: {name} (overrides the profile)")
+              for name in GROUPS}
+    for name, members in GROUPS.items():
+        for field_name in members:
+            if field_name != "profile":
+                _add_field_option(groups[name], fields[field_name])
+
+
+def _add_field_option(group: Any, f: dataclasses.Field) -> None:
+    option = "--" + f.name.replace("_", "-")
+    if f.type in ("bool", bool):
+        group.add_argument(option, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None)
+    else:
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+        group.add_argument(option, dest=f.name, type=kind, default=None)
 
 
 def _add_placement_options(parser: argparse.ArgumentParser) -> None:

@@ -62,7 +62,7 @@ def training_dtype(cfg: TrainConfig | None = None) -> torch.dtype:
     """The dtype a CPU run of ``cfg`` (default: the ``cpu`` profile on DRIVE) trains in: the
     precision :func:`unet_train.placement.choose` gives its network on this machine (measured
     once, then cached), so that a normalised minute uses the matmul rate of that dtype."""
-    cfg = cfg or TrainConfig()
+    cfg = cfg or TrainConfig.from_profile("cpu")
     model = build_model(cfg, input_channels(cfg))
     return choose(cfg, model, torch.device("cpu"), "train").precision.autocast or torch.float32
 

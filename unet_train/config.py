@@ -1,15 +1,22 @@
 """One typed training configuration, named profiles, and validation of every parameter.
 
-A run is fully described by a :class:`TrainConfig`. Profiles are named starting points:
+A run is fully described by a :class:`TrainConfig`. Its fields come in groups (:data:`GROUPS`:
+data, model, augmentation, loss, optimisation, evaluation, runtime) and its **defaults are the
+paper's recipe** (Sec. 3): valid padding, overlap tiles, batch size 1 with large tiles, SGD
+with momentum 0.99, pixel-wise softmax cross-entropy weighted by the weight map, the paper's
+elastic deformation, drop-out at the end of the contracting path, no batch norm. The paper
+does not state the learning rate, the number of iterations or the drop-out rate; the values
+here are documented guesses. Profiles are named overrides of those defaults:
 
-* ``paper``: the paper's recipe (Sec. 3): valid padding, overlap tiles, batch size 1 with large
-  tiles, SGD with momentum 0.99, pixel-wise softmax cross-entropy weighted by the weight map,
-  the paper's elastic deformation, drop-out at the end of the contracting path, no batch norm.
-  The paper does not state the learning rate, the number of iterations or the drop-out rate;
-  the values here are documented guesses.
-* ``cpu``: the project's default, tuned to reach the DRIVE quality bar on a 2-core CPU as fast
-  as possible (bf16 autocast, channels-last, a narrower net, Adam, BCE + Dice).
-* ``smoke``: seconds, for tests and CI; it checks that everything runs, not quality.
+* ``paper``: none, the defaults;
+* ``cpu``: the project's default for running, tuned to reach the DRIVE quality bar on a 2-core
+  CPU as fast as possible (bf16 autocast, channels-last, a narrower net with batch norm, Adam,
+  BCE + Dice, albumentations);
+* ``smoke``: ``cpu`` made to run in seconds, for tests and CI; it checks that everything runs,
+  not quality.
+
+A run folder's ``config.json`` written before a field existed is read with the value that
+reproduces what that run did (:func:`stored_config`).
 
 Papermill parameters and command-line options map one-to-one onto the fields; an unknown name
 or an unknown choice raises ``ValueError`` listing the valid ones. Explained in chapter 5.
@@ -38,7 +45,8 @@ from unet_train.optim import OPTIMIZERS, SCHEDULERS
 from unet_train.placement import MEMORY_FORMATS, PRECISIONS
 
 # Every choice list is defined next to the code that implements it and imported from there:
-__all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "LOSSES", "MEMORY_FORMATS",
+__all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "GROUPS", "LOSSES",
+           "MEMORY_FORMATS",
            "OPTIMIZERS", "PADDINGS", "PRECISIONS", "PROFILES", "SCHEDULERS", "THRESHOLD_IMAGES",
            "TTA_MODES", "TrainConfig", "check_names"]
 
@@ -59,6 +67,19 @@ def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
     return {**ADDED_FIELDS, **values} if set(ADDED_FIELDS) - set(values) else dict(values)
 
 
+def stored_config(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (a run folder's ``config.json``, a checkpoint's, a study cell's) made
+    complete, the migration of old files: a field it lacks takes its :data:`ADDED_FIELDS`
+    value, or else the ``cpu`` profile's, which were the defaults when every config that can
+    lack a field was written (the defaults became the paper's later). A complete dict comes
+    back as it is."""
+    missing = set(TrainConfig.field_names()) - set(values)
+    if not missing:
+        return dict(values)
+    before = {**TrainConfig.from_profile("cpu").to_dict(), **ADDED_FIELDS}
+    return {**{k: before[k] for k in missing}, **values}
+
+
 #: Fields that only act together with another field's value: without it they change nothing.
 ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
     "elastic_tile": ("augmentation", PAPER_ELASTIC),
@@ -77,9 +98,29 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
 
 
 
+#: The config's fields by what they set, in the order of :class:`TrainConfig` (the command
+#: line's ``--help`` and :meth:`TrainConfig.grouped` use it; a test checks it lists every field
+#: once).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("dataset", "channels", "val_images", "train_images", "train_start", "isbi_gap",
+             "cv_folds", "cv_fold", "seed"),
+    "model": ("base_channels", "depth", "padding", "batch_norm", "dropout"),
+    "patches and augmentation": ("patch_size", "batch_size", "augmentation", "elastic_sigma",
+                                 "elastic_grid", "elastic_tile", "outside_fov"),
+    "loss": ("loss", "w0", "wmap_sigma", "class_reweight_w0"),
+    "optimisation": ("optimizer", "lr", "momentum", "weight_decay", "scheduler", "ema_decay",
+                     "steps", "time_budget_min"),
+    "evaluation": ("eval_every", "eval_tile", "threshold", "tune_threshold",
+                   "threshold_images", "tta", "keep_snapshots"),
+    "runtime": ("precision", "memory_format", "bf16", "channels_last", "device", "threads",
+                "deterministic", "compile", "checkpoint_every", "grad_clip", "world_size",
+                "profile"),
+}
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Defaults are the ``cpu`` profile."""
+    """Everything that defines a training run. Defaults are the paper's recipe (``paper``)."""
 
     # --- what to train on ---------------------------------------------------------------------
     dataset: str = "drive"  # one of DATASETS
@@ -99,16 +140,18 @@ class TrainConfig:
     seed: int = 0  # seeds torch, NumPy and the data sampler
 
     # --- model (unet_core.model.UNet) ---------------------------------------------------------
-    base_channels: int = 16  # paper: 64
-    depth: int = 4  # paper: 4
-    padding: str = "same"  # paper: valid
-    batch_norm: bool = True  # paper: no (it predates batch norm)
-    dropout: float = 0.0  # paper: drop-out at the end of the contracting path
+    base_channels: int = 64  # channels of the first level (cpu: 16)
+    depth: int = 4  # down-sampling steps
+    padding: str = "valid"  # valid: the paper's, output smaller than input (cpu: same)
+    batch_norm: bool = False  # the paper predates batch norm (cpu: True)
+    dropout: float = 0.5  # drop-out at the end of the contracting path; the rate is not
+    # stated (cpu: 0)
 
     # --- data and augmentation ----------------------------------------------------------------
-    patch_size: int = 128  # input side of a training patch (valid padding: a valid size)
-    batch_size: int = 8  # patches per step; the paper uses 1 large tile
-    augmentation: str = "albumentations"  # one of AUGMENTATIONS
+    patch_size: int = 572  # input side of a training patch (valid padding: a valid size;
+    # cpu: 128)
+    batch_size: int = 1  # patches per step: the paper's one large tile (cpu: 8)
+    augmentation: str = "paper"  # one of AUGMENTATIONS (cpu: albumentations)
     elastic_sigma: float = 10.0  # paper: displacements ~ N(0, 10 px) on a 3x3 grid
     elastic_grid: int = 3
     elastic_tile: int = 572  # the grid spans a tile this big and the patch is cut from it, so
@@ -119,7 +162,7 @@ class TrainConfig:
     # background there too); patches are drawn inside the FOV either way
 
     # --- loss ---------------------------------------------------------------------------------
-    loss: str = "bce_dice"  # one of LOSSES; the paper: weighted_ce
+    loss: str = "weighted_ce"  # one of LOSSES: the paper's Eq. 1 (cpu: bce_dice)
     w0: float = 10.0  # weight map (paper Eq. 2): border weight
     wmap_sigma: float = 5.0  # weight map: sigma in pixels
     class_reweight_w0: float = 0.0  # > 0 (with w0=0): a control for the weight map, no border
@@ -128,11 +171,15 @@ class TrainConfig:
     # w0=class_reweight_w0 gives it on the training labels (unet_train.recipe); 0: off
 
     # --- optimisation -------------------------------------------------------------------------
-    optimizer: str = "adam"  # one of OPTIMIZERS; the paper: SGD
-    lr: float = 3e-3
-    momentum: float = 0.9  # SGD momentum (paper: 0.99)
+    optimizer: str = "sgd"  # one of OPTIMIZERS (cpu: adam)
+    # Not stated by the paper. 1e-2 collapsed the 16-channel net to a constant output on ISBI
+    # 2012 (seed 1 of the study isbi_recipe; seed 0, fold 0 of isbi_cv), while 5e-3, i.e.
+    # 1e-2 over the mean weight of the weighted loss (about 1.7-1.9 there), trained the same
+    # cell (validation AUC 0.88-0.91 over its first 250 steps, against 0.58 then 0.50).
+    lr: float = 5e-3  # (cpu: 3e-3)
+    momentum: float = 0.99  # SGD momentum, the paper's (cpu: 0.9)
     weight_decay: float = 0.0
-    scheduler: str = "onecycle"  # one of SCHEDULERS
+    scheduler: str = "constant"  # one of SCHEDULERS (cpu: onecycle)
     ema_decay: float = 0.0  # > 0: evaluate and save an exponential moving average of the
     # weights with this decay (unet_train.ema); 0: the weights as trained
     steps: int = 3000  # optimisation steps (the schedule spans them); ~10 min here
@@ -140,7 +187,8 @@ class TrainConfig:
 
     # --- evaluation ---------------------------------------------------------------------------
     eval_every: int = 300  # steps between validation passes (0: only at the end)
-    eval_tile: int = 288  # tile side for overlap-tile inference (valid padding: valid size)
+    eval_tile: int = 572  # tile side for overlap-tile inference (valid padding: valid size;
+    # cpu: 288)
     threshold: float = 0.5  # fixed, or chosen on training-set images, never on the test set
     tune_threshold: bool = True  # choose the threshold that maximises pooled F1 on ...
     # ... "training_set": all official training images (the ones trained on + validation), or
@@ -156,8 +204,10 @@ class TrainConfig:
     # inference; fp32 or bf16 force it. GPUs: auto is bf16, or fp16 + gradient scaler
     memory_format: str = "auto"  # one of MEMORY_FORMATS: auto times NCHW (contiguous) against
     # NHWC (channels_last), chosen together with the precision
-    bf16: bool = True  # False: fp32 whatever `precision` says (the older switch; the paper's)
-    channels_last: bool = True  # False: contiguous whatever `memory_format` says (older switch)
+    bf16: bool = False  # False: fp32 whatever `precision` says (the older switch; the paper
+    # trained in fp32; cpu: True)
+    channels_last: bool = False  # False: contiguous whatever `memory_format` says (older
+    # switch; cpu: True)
     device: str = "auto"  # one of DEVICES
     threads: int = 0  # torch threads (0: leave torch's default)
     deterministic: bool = False  # torch.use_deterministic_algorithms, cuDNN deterministic
@@ -169,7 +219,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the gradient norm to this (0: off; it is always checked)
     world_size: int = 1  # processes training one model (torchrun sets it; batch_size is global)
 
-    profile: str = field(default="cpu")  # the profile this config started from
+    profile: str = field(default="paper")  # the profile this config started from
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -265,12 +315,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def grouped(self) -> dict[str, dict[str, Any]]:
+        """The fields' values by :data:`GROUPS`: ``{"model": {"base_channels": 64, ...}, ...}``."""
+        values = self.to_dict()
+        return {group: {name: values[name] for name in names} for group, names in GROUPS.items()}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """A config from a dict, e.g. a run's ``config.json``; fields added since it was
-        written (:data:`ADDED_FIELDS`) take their defaults."""
+        """A config from a dict, e.g. a run's ``config.json`` (:func:`stored_config`: a field
+        it lacks takes the value that reproduces what its run did)."""
         check_names(values)
-        return cls(**values)
+        return cls(**stored_config(values))
 
     def key(self, exclude: tuple[str, ...] = RESULT_NEUTRAL) -> str:
         """A short hash of everything that changes the result (for load-or-train caching).
@@ -301,30 +356,26 @@ def check_names(values: dict[str, Any]) -> None:
 
 
 PROFILES: dict[str, dict[str, Any]] = {}
-PROFILES["cpu"] = {}  # the dataclass defaults
-PROFILES["paper"] = {
-    "base_channels": 64,
-    "depth": 4,
-    "padding": "valid",
-    "batch_norm": False,
-    "dropout": 0.5,
-    "patch_size": 572,
-    "batch_size": 1,
-    "augmentation": "paper",
-    "loss": "weighted_ce",
-    "optimizer": "sgd",
-    # Not stated by the paper. 1e-2 collapsed the 16-channel net to a constant output on ISBI
-    # 2012 (seed 1 of the study isbi_recipe; seed 0, fold 0 of isbi_cv), while 5e-3, i.e.
-    # 1e-2 over the mean weight of the weighted loss (about 1.7-1.9 there), trained the same
-    # cell (validation AUC 0.88-0.91 over its first 250 steps, against 0.58 then 0.50).
-    "lr": 5e-3,
-    "momentum": 0.99,
-    "scheduler": "constant",
-    "eval_tile": 572,
-    "bf16": False,
-    "channels_last": False,
+PROFILES["paper"] = {}  # the dataclass defaults
+PROFILES["cpu"] = {
+    "base_channels": 16,
+    "padding": "same",
+    "batch_norm": True,
+    "dropout": 0.0,
+    "patch_size": 128,
+    "batch_size": 8,
+    "augmentation": "albumentations",
+    "loss": "bce_dice",
+    "optimizer": "adam",
+    "lr": 3e-3,
+    "momentum": 0.9,
+    "scheduler": "onecycle",
+    "eval_tile": 288,
+    "bf16": True,
+    "channels_last": True,
 }
 PROFILES["smoke"] = {
+    **PROFILES["cpu"],
     "base_channels": 4,
     "depth": 2,
     "patch_size": 48,

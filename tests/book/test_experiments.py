@@ -74,7 +74,7 @@ def test_default_profile_reads_the_environment(monkeypatch):
     monkeypatch.setenv("UNET_PROFILE", "smoke")
     assert default_profile() == "smoke"
     monkeypatch.setenv("UNET_PROFILE", "fast")
-    with pytest.raises(ValueError, match="UNET_PROFILE.*cpu.*paper.*smoke"):
+    with pytest.raises(ValueError, match="UNET_PROFILE.*paper.*cpu.*smoke"):
         default_profile()
 
 
@@ -82,7 +82,8 @@ def test_notebook_config_none_keeps_profile_values(monkeypatch):
     monkeypatch.delenv("UNET_PROFILE", raising=False)
     cfg = notebook_config({"profile": None, "steps": None, "lr": 0.01, "run_name": "r",
                            "ablation_minutes": 3})
-    assert cfg.profile == "cpu" and cfg.steps == TrainConfig().steps and cfg.lr == 0.01
+    assert cfg.profile == "cpu" and cfg.steps == TrainConfig.from_profile(
+        "cpu").steps and cfg.lr == 0.01
 
 
 def test_notebook_config_parameters_override_fixed_settings():
