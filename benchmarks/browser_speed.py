@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "site"))  # the browser the site tests drive
 
 from browser import ISOLATION, chrome, serve, wait_for  # noqa: E402
-
 from unet_book.segment_page import RUNTIME_DIR, RUNTIME_FILES, write_page_site  # noqa: E402
+
 from unet_train.devices import cpuinfo_value  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "browser_speed.json"
@@ -110,7 +110,8 @@ def measure(site: Path, images: list[tuple[str, Path, int]], isolated: bool,
 def main(argv: list[str] | None = None) -> int:
     from unet_book.experiments import HEADLINE_SETTINGS, ISBI_SETTINGS, notebook_config
     from unet_core.data.paths import data_dir
-    from unet_train.runs import default_run_name, runs_dir
+    from unet_train.identity import default_run_name
+    from unet_train.runs import runs_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drive-run", type=Path, help="a DRIVE run folder")
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for flag, given, settings in (("--drive-run", args.drive_run, HEADLINE_SETTINGS),
                                   ("--isbi-run", args.isbi_run, ISBI_SETTINGS)):
-        run = given or runs_dir() / default_run_name(notebook_config({}, **settings))
+        run = given or runs_dir() / default_run_name(notebook_config(**settings))
         if not (run / "model.pt").exists():
             print(f"{flag}: no model.pt in {run}: build the book first or name a run folder",
                   file=sys.stderr)

@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unet_book.scoring import score_cell  # noqa: E402
+from unet_book.scoring import evaluated_probabilities, score_cell  # noqa: E402
 from unet_book.studies import STUDIES_DIR, get_study, result_fields, source_digest  # noqa: E402
 from unet_train.atomic import write_json  # noqa: E402
 from unet_train.compute import code_version  # noqa: E402
@@ -68,7 +68,8 @@ def run(data: Path, device: str, minutes: float, quick: bool) -> dict[str, Any]:
                        log=lambda m: print("  " + m, flush=True))
         used = json.loads((run_dir / ENVIRONMENT).read_text())  # the device training ran on
         fields = result_fields(result)
-        scored = score_cell(run_dir, cfg, fields["threshold"], data_root=data)
+        scored = score_cell(run_dir, cfg, fields["threshold"], data_root=data,
+                            computed=evaluated_probabilities(result))
     fields["metrics"] = {**fields["metrics"], **scored["metrics"]}
     return {
         "arm": ARM, "label": LABEL, "seed": cfg.seed, "steps": result.steps,

@@ -28,13 +28,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unet_book.scoring import score_cell
+from unet_book.scoring import evaluated_probabilities, score_cell
 from unet_book.studies import (
     STUDIES,
     Study,
@@ -58,10 +58,12 @@ from unet_train.compute import (
 )
 from unet_train.config import TrainConfig
 from unet_train.devices import cpu_kind, processor_name
+from unet_train.faults import TrainingDiverged, TrainingInterrupted
+from unet_train.identity import study_run_name
 from unet_train.provenance import dataset_fingerprint
 from unet_train.recipe import class_reweighting, instance_labels
 from unet_train.runs import ENVIRONMENT, runs_dir
-from unet_train.train import TrainingDiverged, TrainingInterrupted, seconds_per_step, train
+from unet_train.train import seconds_per_step, train
 
 
 def _now() -> str:
@@ -143,10 +145,6 @@ def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> st
     return "\n".join(lines)
 
 
-def run_name(study: Study, arm: str, seed: int, fold: int | None, key: str) -> str:
-    return f"study-{study.name}-{arm}-s{seed}" + ("" if fold is None else f"-f{fold}") + f"-{key}"
-
-
 def reweighting_record(cfg: TrainConfig) -> dict[str, float] | None:
     """The class reweighting of a control arm, computed from its training labels."""
     if not cfg.class_reweight_w0:
@@ -157,10 +155,12 @@ def reweighting_record(cfg: TrainConfig) -> dict[str, float] | None:
     return {k: round(v, 6) for k, v in record.items()}
 
 
-def score(cell: dict[str, Any], cfg: TrainConfig) -> None:
-    """Score a finished cell from its run folder (:mod:`unet_book.scoring`) and apply the
-    failure rule; the scores join the metrics training reported."""
-    scored = score_cell(runs_dir() / cell["run"], cfg, cell["threshold"])
+def score(cell: dict[str, Any], cfg: TrainConfig,
+          computed: Mapping[str, Sequence[Any]] | None = None) -> None:
+    """Score a finished cell from its run folder (:mod:`unet_book.scoring`; ``computed``: the
+    probability maps its training already computed, written instead of predicted again) and
+    apply the failure rule; the scores join the metrics training reported."""
+    scored = score_cell(runs_dir() / cell["run"], cfg, cell["threshold"], computed=computed)
     cell["metrics"] = {**(cell.get("metrics") or {}), **scored["metrics"]}
     if "challenge" in scored:
         cell["challenge"] = scored["challenge"]
@@ -172,7 +172,7 @@ def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, ke
     """Train one cell, score it and record it; its normalised minutes use the matmul rate
     (``rate``) of the precision the run trained in (its ``environment.json``)."""
     cfg = study.config(arm, seed, steps, fold)
-    run_dir = runs_dir() / run_name(study, arm, seed, fold, key)
+    run_dir = runs_dir() / study_run_name(study.name, arm, seed, fold, key)
     where = "" if fold is None else f" fold {fold}"
     print(f"[{_now()}] {study.name}: {arm} seed {seed}{where}, {steps} steps -> {run_dir}",
           flush=True)
@@ -198,7 +198,7 @@ def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, ke
     cell.update({"wall_minutes": round(wall, 5),
                  "normalised_minutes": round(normalised_minutes(result.train_minutes, gflops), 5),
                  "machine": _machine(gflops, dtype)})
-    score(cell, cfg)
+    score(cell, cfg, evaluated_probabilities(result))  # each image predicted once per cell
     if reason := failure(cell):
         cell["failed"] = reason
     return cell

@@ -21,58 +21,38 @@
 # > with the stochastic gradient descent implementation of Caffe.
 # > {cite:p}`ronneberger2015unet`, Sec. 3
 #
-# This chapter trains a U-Net on the DRIVE retinal vessel images {cite:p}`staal2004drive`
-# and is also the project's batch-training entry point: it runs headless under papermill,
-#
-# ```bash
-# papermill notebooks/05_training.ipynb runs/paper.ipynb -p profile paper -p steps 2000
-# ```
-#
-# and every `TrainConfig` field (see `unet_train.config`) can be passed with `-p`. A
-# misspelt parameter stops the run with the list of valid names instead of being ignored.
-# The profile defaults to the environment variable `UNET_PROFILE`, else `cpu`; the test
-# suite and CI set `UNET_PROFILE=smoke`, which trains for a few steps only: numbers printed
-# under the smoke profile say nothing about quality.
-#
-# Training is *load-or-train*: a run lives in
-# `runs/<dataset>-<profile>-<config hash>-<provenance key>/` (`UNET_RUNS_DIR`), and when a
-# finished run with exactly this configuration is there, it is loaded instead of trained
-# again. The provenance key (`unet_train.provenance`) is a hash of what the code computes and
-# of the data the run reads (the content of the data set's files, or the synthetic stand-in's
-# options). What the code computes is measured, not read from its text: a short probe
-# (`unet_train.probe`, a few seconds, cached per source state) runs every path to a result
-# (data preparation, sampling and augmentation, the weight map, the network, every loss,
-# optimiser and schedule, training steps, overlap-tile inference, the threshold rule, FOV
-# masking, every metric) on small synthetic inputs in float64 and hashes the outputs, rounded
-# far above the last bits that the thread count or the processor changes. Renaming a variable
-# or moving a function therefore leaves every run current; a changed formula or rule, or the
-# real DRIVE replacing the stand-in, makes the same configuration train again instead of
-# serving an older run. The run folder keeps both fingerprints, and the probe's digest of
-# each component, in `provenance.json`. A run interrupted half-way resumes from its last
-# checkpoint and ends with the same weights as an uninterrupted one (tested in
-# `tests/test_train.py`).
+# This chapter trains a U-Net on the DRIVE retinal vessel images {cite:p}`staal2004drive`:
+# the configuration, the training step, the run, its curves and its test metrics. Under the
+# `smoke` profile (the test suite and CI set `UNET_PROFILE=smoke`) it trains for a few steps
+# only, and its numbers say nothing about quality. How the chapter runs headless under
+# papermill, how a run is named and found again instead of trained twice, and why a change of
+# what the code computes trains it again: {ref}`sec-runs-found-again`.
 
 # %%
-import json
 from pathlib import Path
 
 from IPython.display import Markdown, display
 
+from unet_book.checks import (
+    check_config_round_trip,
+    check_f1_is_harmonic_mean,
+    check_made_by_current_code,
+    check_run_finished,
+    check_trained_quality,
+)
 from unet_book.experiments import (
     HEADLINE_CELL,
     HEADLINE_SETTINGS,
-    collect_parameters,
+    ChapterParameters,
     load_or_train,
-    notebook_config,
 )
 from unet_book.results import describe_run_provenance, describe_threshold, plot_history
 from unet_book.source import show_source
 from unet_book.tables import markdown_table
 from unet_train.config import PROFILES, TrainConfig
-from unet_train.provenance import code_fingerprint
 from unet_train.train import train_step
 
-_names_before = set(globals())
+parameters = ChapterParameters(globals())
 
 # %% tags=["parameters"]
 # Papermill parameters. None keeps the profile's value; any other TrainConfig field may be
@@ -89,8 +69,7 @@ seed = None  # random seed
 run_name = None  # None: runs/<dataset>-<profile>-<config hash>-<provenance key>
 
 # %%
-params = collect_parameters(globals(), _names_before)
-cfg = notebook_config(params, **HEADLINE_SETTINGS)
+cfg = parameters.config(**HEADLINE_SETTINGS)
 print(f"profile {cfg.profile}: config hash {cfg.key()}")
 print(f"the headline cell: arm {HEADLINE_CELL[1]!r} of the study {HEADLINE_CELL[0]!r}, "
       f"settings {HEADLINE_SETTINGS}")
@@ -113,16 +92,10 @@ print(f"the headline cell: arm {HEADLINE_CELL[1]!r} of the study {HEADLINE_CELL[
 # channels-last; {ref}`chap-padding` shows that same padding with overlap-tile blending costs
 # little).
 #
-# The run this chapter trains, the book's *headline run*, is not a new configuration: it is
-# one cell of the seeded study `drive_outside_fov_2x` ({ref}`chap-results`), seed 0 of the
-# `cpu` profile with the loss also counting the pixels outside the field of view as
-# background (so that a photograph's black surround comes out as background; {ref}`chap-results`
-# shows that it does no harm inside the field of view), at that study's budget and with
-# test-time augmentation off as in every study cell (`HEADLINE_SETTINGS`, printed above, in
-# `unet_book/experiments.py`). So the
-# book can set the run it trains beside the study's record of the same cell and the spread
-# over its three seeds ({ref}`chap-results` does), and a first build trains fewer steps than
-# the profile's default; `-p steps 3000 -p tta flips` trains the profile as it is.
+# The run this chapter trains, the book's *headline run*, is one cell of a seeded study
+# (`HEADLINE_SETTINGS`, printed above): seed 0 of the `cpu` profile with the pixels outside the
+# field of view counted as background, at that study's budget, so {ref}`chap-results` can set
+# it beside the study's three seeds ({ref}`sec-runs-found-again` says why and how).
 
 # %%
 profiles = {name: TrainConfig.from_profile(name) for name in PROFILES}
@@ -168,8 +141,8 @@ print(f"run directory: {result.run_dir.name} in the runs folder\n{result.steps} 
       f"{result.train_minutes:.1f} minutes of training, stopped by {result.stopped_by}; "
       f"{data_note}")
 print("made by", describe_run_provenance(result))
-assert result.steps == cfg.steps or result.stopped_by == "time"
-assert result.provenance["code"] == code_fingerprint()
+check_run_finished(result, cfg)
+check_made_by_current_code(result)
 
 # %% [markdown]
 # ## Curves
@@ -209,12 +182,8 @@ display(Markdown(
                      [[kind, *(f"{test[kind][n]:.4f}" for n in names)]
                       for kind in ("pooled", "mean")])
 ))
-pooled = test["pooled"]
-# F1 is the harmonic mean of precision and sensitivity at the chosen threshold
-assert abs(pooled["f1"] - 2 * pooled["precision"] * pooled["sensitivity"]
-           / (pooled["precision"] + pooled["sensitivity"])) < 1e-9
-if not result.synthetic and cfg.profile != "smoke":  # a trained model on the real DRIVE
-    assert pooled["auc_roc"] > 0.97, pooled["auc_roc"]
+check_f1_is_harmonic_mean(test["pooled"])
+check_trained_quality(result, cfg)
 
 # %% [markdown]
 # ## Artifacts of the run
@@ -227,5 +196,4 @@ if not result.synthetic and cfg.profile != "smoke":  # a trained model on the re
 for path in sorted(Path(result.run_dir).iterdir()):
     if path.is_file():
         print(f"{path.name:28s} {path.stat().st_size / 1e6:8.2f} MB")
-saved = json.loads((Path(result.run_dir) / "config.json").read_text())
-assert TrainConfig.from_dict(saved).key() == result.config.key()
+check_config_round_trip(result.run_dir, result.config)

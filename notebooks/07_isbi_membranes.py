@@ -64,9 +64,8 @@ from unet_book.evidence import (
 from unet_book.experiments import (
     ISBI_CELL,
     ISBI_SETTINGS,
-    collect_parameters,
+    ChapterParameters,
     load_or_train,
-    notebook_config,
 )
 from unet_book.results import (
     describe_run_provenance,
@@ -77,10 +76,10 @@ from unet_book.results import (
 )
 from unet_book.studies import CLAIMS
 from unet_book.tables import markdown_table
-from unet_core.data.splits import load_data
+from unet_core.data.splits import ISBI_TEST_SLICES, load_data
 
 chapter_started = time.perf_counter()
-_names_before = set(globals())
+parameters = ChapterParameters(globals())
 
 # %% tags=["parameters"]
 profile = None  # None: $UNET_PROFILE or "cpu"
@@ -89,8 +88,7 @@ w0 = 10.0  # the paper's border weight
 seed = None
 
 # %%
-params = collect_parameters(globals(), _names_before)
-cfg = notebook_config(params, **ISBI_SETTINGS)
+cfg = parameters.config(**ISBI_SETTINGS)
 print(f"profile {cfg.profile}, loss {cfg.loss} with w0={cfg.w0}, sigma={cfg.wmap_sigma}; "
       f"{cfg.steps} steps; config hash {cfg.key()}")
 
@@ -112,7 +110,7 @@ print(f"training slices {data.train[0].name}-{data.train[-1].name}, left out "
       + ("SYNTHETIC stand-in data: not ISBI 2012 results" if data.synthetic
          else "real ISBI 2012"))
 print("made by", describe_run_provenance(run))
-assert len(held_out) == 5
+assert len(held_out) == ISBI_TEST_SLICES, "the held-out slices are 25-29"
 
 # %% mystnb={"figure": {"caption": "Weighted CE during training.", "name": "fig-isbi-curves"}}
 fig = plot_history(run.history, title="ISBI 2012, weighted cross-entropy")

@@ -54,7 +54,7 @@ from unet_book.explorer import gallery, list_runs, outside_fov_note, run_cases, 
 from unet_book.explorer_widget import MODULE, MaskExplorer, encode_case, export_static, site_html
 
 # the training chapter's run: loaded from runs/ (trained if this chapter runs alone)
-run = load_or_train(notebook_config({}, **HEADLINE_SETTINGS), progress=False)
+run = load_or_train(notebook_config(**HEADLINE_SETTINGS), progress=False)
 cases = run_cases(run.run_dir)
 # its test images for this page: one data file each and an index, in <run>/explorer/
 site = export_static(run.run_dir)
@@ -88,11 +88,12 @@ display(explorer.widget)
 # 0/255 mask) can be downloaded.
 
 # %%
-from unet_book.browser_model import browser_costs, export_run, runtime_difference
-from unet_book.experiments import ISBI_SETTINGS
 from unet_book.segment_page import segment_html
 
-isbi = load_or_train(notebook_config({}, **ISBI_SETTINGS), progress=False)
+from unet_book.browser_model import browser_costs, export_run, runtime_difference
+from unet_book.experiments import ISBI_SETTINGS
+
+isbi = load_or_train(notebook_config(**ISBI_SETTINGS), progress=False)
 browser_models = [("DRIVE vessels (chapter 5's model)", run.run_dir),
                   ("ISBI 2012 membranes (chapter 7's model)", isbi.run_dir)]
 exports = [export_run(folder) for _, folder in browser_models]

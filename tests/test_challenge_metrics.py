@@ -21,6 +21,7 @@ from unet_core.warping import (
     mismatch_kinds,
     simple_point_warp,
     warping_error,
+    warping_error_and_kinds,
 )
 
 CELL = 22
@@ -401,3 +402,17 @@ def test_mismatch_kinds_locate_what_warping_error_counts(seed) -> None:  # noqa:
     kinds = mismatch_kinds(pred.astype(float), gt, threshold=0.5)
     assert kinds["split"].any() and not kinds["merge"].any()
     assert not any(v.any() for v in mismatch_kinds(gt.astype(float), gt).values())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_warp_gives_both_the_error_and_the_kinds(seed) -> None:  # noqa: ANN001
+    gt, merge, _ = merged(seed)
+    rng = np.random.default_rng(seed)
+    noisy = np.clip(merge + rng.normal(0, 0.3, merge.shape), 0, 1)  # many kinds of error
+    for pred in (merge.astype(float), split(seed)[1].astype(float), noisy, gt.astype(float)):
+        error, kinds = warping_error_and_kinds(pred, gt, threshold=0.5)
+        assert error == warping_error(pred, gt, threshold=0.5)
+        expected = mismatch_kinds(pred, gt, threshold=0.5)
+        assert kinds.keys() == expected.keys()
+        assert all(np.array_equal(kinds[k], expected[k]) for k in expected)
+    assert error.mismatches == 0 and not any(v.any() for v in kinds.values())  # gt itself

@@ -22,9 +22,9 @@ from unet_core.data import write_synthetic_drive
 from unet_core.data.errors import DataError
 from unet_train.cli import main
 from unet_train.config import TrainConfig
+from unet_train.faults import TrainingInterrupted
 from unet_train.recipe import build_model
 from unet_train.runs import RunResult, save_model
-from unet_train.train import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "--patch-size", "32", "--eval-tile", "32", "--quiet"]

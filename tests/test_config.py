@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from unet_train.config import GROUPS, PROFILES, TrainConfig, check_names, with_added_fields
+from unet_train.config import GROUPS, PROFILES, TrainConfig, check_names
+from unet_train.identity import with_added_fields
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from unet_core import weights
 from unet_core.augment import (
     AUGMENTATIONS,
     PaperAugmentation,
@@ -20,6 +21,7 @@ from unet_core.augment import (
 )
 from unet_core.data.splits import isbi_folds, load_data
 from unet_core.weights import balanced_class_weights, weight_map
+from unet_train import recipe
 from unet_train.config import TrainConfig
 from unet_train.recipe import (
     augmentation_options,
@@ -124,6 +126,40 @@ def test_uniform_reweighting_gives_the_membranes_the_weight_maps_share(small_dat
     assert math.isclose(record["share_balanced"], 0.5, abs_tol=1e-6)  # w_c: equal totals
     for w, lab in zip(control, labels, strict=True):  # uniform within each class
         assert np.ptp(w[lab == 0]) < 1e-9 and np.ptp(w[lab > 0]) < 1e-9
+
+
+def test_the_reweighting_computes_each_labels_maps_once(small_data_root, monkeypatch) -> None:
+    cfg = TrainConfig.from_profile("smoke", dataset="isbi2012", loss="weighted_ce", w0=0.0,
+                                   class_reweight_w0=10.0)
+    train = load_data(cfg, small_data_root).train
+    labels = [instance_labels(e, cfg) for e in train]
+    fovs = [None] * len(labels)
+    class_weights = balanced_class_weights(labels, fovs)
+    maps = [(weight_map(lab, w0=0.0, sigma=cfg.wmap_sigma, class_weights=class_weights),
+             weight_map(lab, w0=10.0, sigma=cfg.wmap_sigma, class_weights=class_weights))
+            for lab in labels]
+    s0 = recipe._border_class_share([b for b, _ in maps], labels, fovs)
+    s = recipe._border_class_share([m for _, m in maps], labels, fovs)
+    expected = {"factor": s / (1.0 - s) * (1.0 - s0) / s0, "share_balanced": s0,
+                "share_target": s}
+    calls = {"labellings": 0, "class_weights": 0}
+    as_labels, balanced = weights._as_labels, recipe.balanced_class_weights
+
+    def labelling(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["labellings"] += 1
+        return as_labels(*args, **kwargs)
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["class_weights"] += 1
+        return balanced(*args, **kwargs)
+
+    monkeypatch.setattr(weights, "_as_labels", labelling)
+    monkeypatch.setattr(recipe, "balanced_class_weights", counted)
+    assert class_reweighting(labels, fovs, cfg) == expected  # the same numbers, bit for bit
+    assert calls == {"labellings": len(labels), "class_weights": 1}  # one w_c map per label
+    calls.update(labellings=0, class_weights=0)
+    loss_weight_maps(train, cfg)
+    assert calls["class_weights"] == 1  # the reweighting reuses the recipe's class weights
 
 
 # -- augmentations --------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from unet_core.losses import make_loss
 from unet_train import devices
 from unet_train import train as train_module
 from unet_train.config import TrainConfig
+from unet_train.faults import TrainingDiverged
 from unet_train.recipe import build_model, build_optimizer
 from unet_train.runs import RUN_FILES, finished_run
-from unet_train.train import StepResult, TrainingDiverged, train, train_step
+from unet_train.train import StepResult, train, train_step
 
 HELPERS = Path(__file__).parent / "helpers"
 sys.path.insert(0, str(HELPERS))

@@ -19,7 +19,7 @@ import pytest
 
 from unet_core.data import write_synthetic_drive
 from unet_train.config import TrainConfig
-from unet_train.runs import default_run_name
+from unet_train.identity import default_run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "05_training.ipynb"

@@ -16,11 +16,10 @@ from unet_core.data.splits import load_data
 from unet_train.checkpoint import save_checkpoint
 from unet_train.config import TrainConfig
 from unet_train.evaluation import predict_probability
+from unet_train.identity import config_diff, default_run_name
 from unet_train.provenance import dataset_fingerprint
 from unet_train.runs import (
     HISTORY_FIELDS,
-    config_diff,
-    default_run_name,
     finished_run,
     finite,
     load_model,

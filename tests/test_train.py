@@ -18,9 +18,10 @@ import unet_train.train as train_module
 from unet_core.data.splits import load_data
 from unet_train.config import TrainConfig
 from unet_train.evaluation import evaluate
+from unet_train.faults import TrainingDiverged
 from unet_train.recipe import build_model, build_optimizer, build_scheduler
 from unet_train.runs import load_model
-from unet_train.train import TrainingDiverged, train
+from unet_train.train import train
 
 
 @pytest.fixture

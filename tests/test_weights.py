@@ -11,6 +11,7 @@ from scipy import ndimage
 from unet_core.weights import (
     TERM_TOLERANCE,
     balanced_class_weights,
+    class_and_weight_maps,
     class_weight_map,
     distance_maps,
     instances_from_membranes,
@@ -142,6 +143,23 @@ def test_weight_map_matches_brute_force_eq2() -> None:
         got = weight_map(labels, w0=w0, sigma=sigma)
         assert got.dtype == np.float32 and got.shape == labels.shape
         np.testing.assert_allclose(got, exact, atol=TERM_TOLERANCE + 1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("where", ["background", "all"])
+def test_class_and_weight_maps_are_the_two_weight_maps(where) -> None:  # noqa: ANN001
+    one_cell = np.zeros((20, 20), np.int32)
+    one_cell[5:9, 5:9] = 1
+    cases = (random_cells(seed=3), two_cells(), one_cell, np.zeros((8, 8), np.int32))
+    for labels, class_weights in zip(cases, (None, (0.7, 2.5), None, (1.0, 3.0)), strict=True):
+        for w0 in (10.0, 0.0):
+            w_c, w = class_and_weight_maps(labels, w0=w0, sigma=SIGMA,
+                                           class_weights=class_weights, where=where)
+            np.testing.assert_array_equal(w_c, weight_map(labels, w0=0.0, sigma=SIGMA,
+                                                          class_weights=class_weights))
+            np.testing.assert_array_equal(w, weight_map(labels, w0=w0, sigma=SIGMA,
+                                                        class_weights=class_weights,
+                                                        where=where))
+            assert w_c.dtype == w.dtype == np.float32
 
 
 def test_label_ids_need_not_be_consecutive() -> None:

@@ -26,7 +26,7 @@ from unet_book.weight_plots import instance_colours
 from unet_core.challenge import thinned_segments
 from unet_core.data.splits import Example
 from unet_core.metrics import challenge_scores, segment_labels, warping_error
-from unet_core.warping import mismatch_kinds
+from unet_core.warping import mismatch_kinds, warping_error_and_kinds
 
 #: Colours of the errors left after warping: missed membrane that merges cells, added
 #: membrane that splits one, and the rest (pieces of membrane or cell added or lost).
@@ -38,7 +38,13 @@ def warped_errors(prob: np.ndarray, target: np.ndarray, threshold: float,
     """``{"before": pixel mismatches, "merge": ..., "split": ..., "other": ...}``: where the
     binarised prediction differs from the ground truth, and where the errors left after
     warping lie (:func:`unet_core.warping.mismatch_kinds`), as ``(H, W)`` bool maps."""
-    kinds = mismatch_kinds(prob, target, threshold=threshold)
+    return _error_maps(mismatch_kinds(prob, target, threshold=threshold), prob, target,
+                       threshold)
+
+
+def _error_maps(kinds: dict[str, np.ndarray], prob: np.ndarray, target: np.ndarray,
+                threshold: float) -> dict[str, np.ndarray]:
+    """:func:`warped_errors` from the mismatch kinds of the warp."""
     before = (np.asarray(prob) >= threshold) != np.asarray(target, bool)
     other = np.zeros_like(before)
     for kind, where in kinds.items():
@@ -67,12 +73,12 @@ def plot_thinning(example: Example, prob: np.ndarray, threshold: float,
     """Four panels of one slice (module docstring), cropped to ``crop`` (default: around the
     largest topological error)."""
     membrane = np.asarray(prob) >= threshold
-    errors = warped_errors(prob, example.target, threshold)
+    counts, kinds = warping_error_and_kinds(prob, example.target, threshold=threshold)
+    errors = _error_maps(kinds, prob, example.target, threshold)  # of the same, single warp
     left = errors["merge"] | errors["split"] | errors["other"]
     crop = crop or topological_crop(errors["merge"] if errors["merge"].any() else left)
     gray = example.image[..., 0]
     thinned = thinned_segments(membrane)
-    counts = warping_error(prob, example.target, threshold=threshold)
     overlay = np.stack([gray[crop]] * 3, axis=-1) * 0.6
     overlay[errors["before"][crop]] = (0.55, 0.55, 0.55)
     for kind, colour in ERROR_COLOURS.items():

@@ -23,15 +23,14 @@ from unet_book.studies import get_study
 from unet_core.validation import check_choice
 from unet_train.config import PROFILES, TrainConfig, check_names
 from unet_train.curves import save_curves
+from unet_train.identity import BUDGET_FIELDS, budgeted_run_name, default_run_name
 from unet_train.provenance import dataset_fingerprint, describe
-from unet_train.runs import CHECKPOINT, RunResult, default_run_name, finished_run, runs_dir
+from unet_train.runs import CHECKPOINT, RunResult, finished_run, runs_dir
 from unet_train.train import seconds_per_step, train
 
 PROFILE_ENV = "UNET_PROFILE"
 #: Notebook parameters that are not TrainConfig fields.
 NOTEBOOK_ONLY = ("run_name",)
-#: Fields a time budget sets; they do not identify a budgeted run.
-BUDGET_FIELDS = ("steps", "eval_every", "time_budget_min")
 
 
 def default_profile(fallback: str = "cpu") -> str:
@@ -65,14 +64,14 @@ def collect_parameters(
     return {k: namespace[k] for k in new if k in valid}
 
 
-def notebook_config(params: Mapping[str, Any], **fixed: Any) -> TrainConfig:
+def notebook_config(params: Mapping[str, Any] | None = None, /, **fixed: Any) -> TrainConfig:
     """A config from notebook parameters (names that are not config fields are skipped).
 
     ``profile`` picks the profile (default ``$UNET_PROFILE`` or ``cpu``), ``None`` values keep
     the profile's default, ``fixed`` are the notebook's own settings (parameters override
     them); the smoke profile keeps its own sizes and steps."""
     fields = set(TrainConfig.field_names())
-    values = {k: v for k, v in params.items() if v is not None and k in fields}
+    values = {k: v for k, v in (params or {}).items() if v is not None and k in fields}
     profile = values.pop("profile", None) or default_profile()
     overrides = {**fixed, **values}
     # the smoke profile keeps its tiny sizes: notebook-level sizes are for real profiles
@@ -82,6 +81,35 @@ def notebook_config(params: Mapping[str, Any], **fixed: Any) -> TrainConfig:
             if name in fixed and name not in values:
                 overrides.pop(name)
     return TrainConfig.from_profile(profile, **overrides)
+
+
+class ChapterParameters:
+    """A chapter's papermill parameters in one object. Made in the cell before the parameters
+    cell (it remembers the names defined so far); after it, :meth:`config` checks every name
+    defined since (papermill's injected ones included: a misspelt ``-p profil paper`` is an
+    error that lists the valid names) and builds the config::
+
+        parameters = ChapterParameters(globals())
+        # %% tags=["parameters"]
+        profile = None
+        # %%
+        cfg = parameters.config(**HEADLINE_SETTINGS)
+    """
+
+    def __init__(self, namespace: Mapping[str, Any], extra: Iterable[str] = ()) -> None:
+        self._namespace = namespace
+        self._before = set(namespace)
+        self._extra = tuple(extra)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The parameters (:func:`collect_parameters`), this object itself left out."""
+        names = {k for k, v in self._namespace.items() if isinstance(v, ChapterParameters)}
+        return collect_parameters(self._namespace, self._before | names, self._extra)
+
+    def config(self, **fixed: Any) -> TrainConfig:
+        """:func:`notebook_config` of the parameters, over the chapter's ``fixed`` settings."""
+        return notebook_config(self.values, **fixed)
 
 
 # -- finding or training runs ------------------------------------------------------------------
@@ -116,13 +144,6 @@ def _train_with_curves(cfg: TrainConfig, run_dir: Path, *, progress: bool,
 
 
 # -- runs with a time budget -------------------------------------------------------------------
-def budgeted_run_name(cfg: TrainConfig, minutes: float) -> str:
-    base = TrainConfig.from_dict({**cfg.to_dict(), "steps": 1, "eval_every": 0,
-                                  "time_budget_min": 0.0})
-    key = dataset_fingerprint(cfg.dataset)["key"]
-    return f"{cfg.dataset}-{cfg.profile}-{base.key()}-{key}-{minutes:g}min"
-
-
 def train_for_minutes(
     cfg: TrainConfig, minutes: float | None, run_name: str | None = None, *,
     evaluations: int = 6, progress: bool = True, log: Callable[[str], None] = print,

@@ -3,8 +3,10 @@
 A cell's run folder (``$UNET_RUNS_DIR/study-...``) holds its ``model.pt``; :func:`probabilities`
 adds its validation and test probability maps as 16-bit PNGs (``probabilities/val`` and
 ``probabilities/test``, ``<image>_prob.png``, the encoding of ``predict``:
-``round(p * 65535)``), computed once from ``model.pt`` and read back afterwards.
-:func:`score_cell` turns them into the cell's metrics:
+``round(p * 65535)``), written once and read back afterwards. A study's runner writes the
+maps its training's final evaluation computed (:func:`evaluated_probabilities`: where they are
+the maps ``model.pt`` gives here), so each image is predicted once per cell; otherwise they
+are computed from ``model.pt``. :func:`score_cell` turns them into the cell's metrics:
 
 * ISBI 2012 (:func:`isbi_scores`), with the challenge's instruments
   (:func:`unet_core.metrics.challenge_scores`, :func:`unet_core.metrics.warping_error`): the
@@ -23,6 +25,7 @@ nothing and says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from unet_train.atomic import write_image
 from unet_train.config import TrainConfig
 from unet_train.evaluation import evaluate, predict_probability
 from unet_train.predict import encode_probability, read_probability
-from unet_train.runs import load_model
+from unet_train.runs import ENVIRONMENT, RunResult, load_model
 
 PROBABILITIES = "probabilities"
 SPLITS = ("val", "test")
@@ -49,21 +52,40 @@ def probability_path(run_dir: Path, split: str, name: str) -> Path:
     return run_dir / PROBABILITIES / split / f"{name}_prob.png"
 
 
+def evaluated_probabilities(result: RunResult) -> dict[str, list[np.ndarray]] | None:
+    """The maps a finished training's final evaluation computed (``result.probabilities``)
+    where they are those :func:`probabilities` would compute from its ``model.pt``: the run
+    evaluated on the CPU, where :func:`unet_train.runs.load_model` puts the model, with the
+    same weights and inference placement. ``None`` otherwise (a GPU's maps differ from the
+    CPU's in the last bits, more under autocast), or where the run evaluated nothing."""
+    if result.probabilities is None:
+        return None
+    environment = json.loads((Path(result.run_dir) / ENVIRONMENT).read_text())
+    return result.probabilities if environment.get("device") == "cpu" else None
+
+
 def probabilities(run_dir: Path, cfg: TrainConfig, examples: Mapping[str, Sequence[Example]],
+                  computed: Mapping[str, Sequence[np.ndarray]] | None = None,
                   ) -> dict[str, list[np.ndarray]]:
     """``{split: [probability map]}`` of the run's ``model.pt`` on ``examples[split]``: read
-    from the stored PNGs where all are there, else computed and stored (atomically per file).
-    The maps are those of the PNGs (rounded to 1/65535), so a rescore equals the first
-    score."""
+    from the stored PNGs where all are there, else taken from ``computed[split]`` (the same
+    model's maps of these examples, in order: :func:`evaluated_probabilities`) or computed
+    from ``model.pt``, and stored (atomically per file). The maps are those of the PNGs
+    (rounded to 1/65535), so a rescore equals the first score."""
     out: dict[str, list[np.ndarray]] = {}
     model = None
     for split, items in examples.items():
         paths = [probability_path(run_dir, split, e.name) for e in items]
         if not all(p.exists() for p in paths):
-            if model is None:
+            given = None if computed is None else computed.get(split)
+            if given is not None and len(given) != len(items):
+                raise ValueError(f"{len(given)} computed {split} maps for {len(items)} images")
+            if given is None and model is None:
                 model, _, _ = load_model(run_dir / "model.pt")
-            for e, path in zip(items, paths, strict=True):
-                encoded = encode_probability(predict_probability(model, e.image, cfg))
+            for i, (e, path) in enumerate(zip(items, paths, strict=True)):
+                prob = (given[i] if given is not None
+                        else predict_probability(model, e.image, cfg))  # type: ignore[arg-type]
+                encoded = encode_probability(prob)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_image(path, Image.fromarray(encoded))
         out[split] = [read_probability(p) for p in paths]
@@ -108,11 +130,12 @@ def drive_scores(probs: Sequence[np.ndarray], examples: Sequence[Example], cfg: 
 
 
 def score_cell(run_dir: Path, cfg: TrainConfig, threshold: float,
-               data_root: str | Path | None = None) -> dict[str, Any]:
+               data_root: str | Path | None = None,
+               computed: Mapping[str, Sequence[np.ndarray]] | None = None) -> dict[str, Any]:
     """The scores of the cell trained in ``run_dir`` with ``cfg`` (its ``model.pt``; the
-    probabilities stored or computed by :func:`probabilities`)."""
+    probabilities stored, given in ``computed`` or computed by :func:`probabilities`)."""
     data = load_data(cfg, data_root)
-    probs = probabilities(run_dir, cfg, {"val": data.val, "test": data.test})
+    probs = probabilities(run_dir, cfg, {"val": data.val, "test": data.test}, computed)
     if cfg.dataset == "isbi2012":
         return isbi_scores(probs["val"], [e.target for e in data.val], probs["test"],
                            [e.target for e in data.test])

@@ -220,12 +220,17 @@ def _kinds(warped: np.ndarray, predicted: np.ndarray,
 def _classify(warped: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
     """Errors of each kind among the mismatches of a final warp: mismatches of one kind
     clustered (``clusterMismatchesByError``)."""
-    rows, cols, kinds, centre_cell = _kinds(warped, predicted)
+    return _cluster_counts(warped.shape, *_kinds(warped, predicted))
+
+
+def _cluster_counts(shape: tuple[int, ...], rows: np.ndarray, cols: np.ndarray,
+                    kinds: np.ndarray, centre_cell: np.ndarray) -> dict[str, int]:
+    """:func:`_classify` of the mismatches :func:`_kinds` found."""
     counts = {}
     for kind in _KINDS:
         total = 0
         for on_cell in (False, True):
-            mask = np.zeros(warped.shape, dtype=bool)
+            mask = np.zeros(shape, dtype=bool)
             chosen = (kinds == kind) & (centre_cell == on_cell)
             mask[rows[chosen], cols[chosen]] = True
             eight = kind == "merge" or (kind == "hole_addition" and on_cell)
@@ -242,22 +247,54 @@ def _warp(prob: np.ndarray, membrane: np.ndarray, threshold: float,
     return simple_point_warp(~membrane, predicted, priority), predicted
 
 
+def _warp_slice(pred: np.ndarray, target: np.ndarray, threshold: float,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(warped, predicted)`` of one ``(H, W)`` slice, checked."""
+    threshold = _check_unit("threshold", threshold)
+    ((prob, membrane),) = _slices([np.asarray(pred)], [np.asarray(target)], "pred")
+    return _warp(prob, membrane, threshold)
+
+
+def _kind_maps(shape: tuple[int, ...], rows: np.ndarray, cols: np.ndarray, kinds: np.ndarray,
+               ) -> dict[str, np.ndarray]:
+    out = {kind: np.zeros(shape, dtype=bool) for kind in _KINDS}
+    for kind in _KINDS:
+        chosen = kinds == kind
+        out[kind][rows[chosen], cols[chosen]] = True
+    return out
+
+
 def mismatch_kinds(pred: np.ndarray, target: np.ndarray, *, threshold: float = 0.5,
                    ) -> dict[str, np.ndarray]:
     """Where the errors :func:`warping_error` counts lie, for one ``(H, W)`` slice:
     ``{kind: (H, W) bool}`` for each kind of remaining mismatch (``split``, ``merge``,
     ``object_addition``, ``object_deletion``, ``hole_addition``, ``hole_deletion``; module
     docstring), for figures."""
-    threshold = _check_unit("threshold", threshold)
-    ((prob, membrane),) = _slices([np.asarray(pred)], [np.asarray(target)], "pred")
-    warped, predicted = _warp(prob, membrane, threshold)
-    out = {kind: np.zeros(warped.shape, dtype=bool) for kind in _KINDS}
+    warped, predicted = _warp_slice(pred, target, threshold)
     if np.any(warped != predicted):
         rows, cols, kinds, _ = _kinds(warped, predicted)
-        for kind in _KINDS:
-            chosen = kinds == kind
-            out[kind][rows[chosen], cols[chosen]] = True
-    return out
+        return _kind_maps(warped.shape, rows, cols, kinds)
+    return {kind: np.zeros(warped.shape, dtype=bool) for kind in _KINDS}
+
+
+def warping_error_and_kinds(pred: np.ndarray, target: np.ndarray, *, threshold: float = 0.5,
+                            ) -> tuple[WarpingError, dict[str, np.ndarray]]:
+    """:func:`warping_error` and :func:`mismatch_kinds` of one ``(H, W)`` slice from a single
+    warp, for a figure that shows the errors and counts them."""
+    warped, predicted = _warp_slice(pred, target, threshold)
+    mismatches = int(np.count_nonzero(warped != predicted))
+    counts = dict.fromkeys(_KINDS, 0)
+    maps = {kind: np.zeros(warped.shape, dtype=bool) for kind in _KINDS}
+    if mismatches:
+        rows, cols, kinds, centre_cell = _kinds(warped, predicted)
+        counts = _cluster_counts(warped.shape, rows, cols, kinds, centre_cell)
+        maps = _kind_maps(warped.shape, rows, cols, kinds)
+    error = WarpingError(
+        float(np.mean([mismatches / warped.size])), mismatches, counts["split"], counts["merge"],
+        counts["object_addition"], counts["object_deletion"], counts["hole_addition"],
+        counts["hole_deletion"],
+    )
+    return error, maps
 
 
 def warping_error(pred: ImageInput, target: ImageInput, *, threshold: float = 0.5) -> WarpingError:

@@ -295,6 +295,29 @@ def weight_map(
     Returns:
         float32 ``(H, W)`` weights, within ``TERM_TOLERANCE`` of the exact Eq. 2.
     """
+    weights, term = _eq2_terms(labels, w0, sigma, class_weights, where)
+    return (weights if term is None else weights + term).astype(np.float32)
+
+
+def class_and_weight_maps(
+    labels: np.ndarray,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    class_weights: ClassWeights = None,
+    *,
+    where: Where = "background",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(weight_map(labels, 0, ...), weight_map(labels, w0, ...))``: the class-balance map
+    ``w_c`` alone and the whole map of Eq. 2 (:func:`weight_map`), from one labelling and one
+    ``w_c`` (a comparison of the two computes each term once)."""
+    weights, term = _eq2_terms(labels, w0, sigma, class_weights, where)
+    return weights.astype(np.float32), (weights if term is None else weights + term).astype(
+        np.float32)
+
+
+def _eq2_terms(labels: np.ndarray, w0: float, sigma: float, class_weights: ClassWeights,
+               where: Where) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(w_c, separation term)`` of Eq. 2 in float64, the term ``None`` where it is 0."""
     w0 = _check_positive("w0", w0, allow_zero=True)
     sigma = _check_positive("sigma", sigma)
     if where not in WHERE:
@@ -302,10 +325,10 @@ def weight_map(
     cells = _as_labels(labels)
     weights = class_weight_map(cells, class_weights)
     if w0 <= TERM_TOLERANCE or cells.max(initial=0) < 2:
-        return weights.astype(np.float32)  # term <= tolerance, or exactly 0 with < 2 cells
+        return weights, None  # term <= tolerance, or exactly 0 with < 2 cells
     cutoff = sigma * math.sqrt(2.0 * math.log(w0 / TERM_TOLERANCE))
     d1, d2 = _two_nearest(cells, cutoff)
     term = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
     if where == "background":
         term[cells != 0] = 0.0
-    return (weights + term).astype(np.float32)
+    return weights, term

@@ -38,6 +38,7 @@ from unet_train.config import GROUPS, PROFILES, TrainConfig, check_names
 from unet_train.curves import save_curves
 from unet_train.devices import DEVICES
 from unet_train.evaluation import evaluate
+from unet_train.faults import TrainingDiverged, TrainingInterrupted
 from unet_train.placement import MEMORY_FORMATS, PRECISIONS
 from unet_train.predict import (
     FOV_MODES,
@@ -47,7 +48,7 @@ from unet_train.predict import (
     predict_files,
 )
 from unet_train.runs import load_model
-from unet_train.train import TrainingDiverged, TrainingInterrupted, train
+from unet_train.train import train
 
 PREDICT_EPILOG = f"""\
 Written per image into --output:

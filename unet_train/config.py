@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from unet_core.augment import AUGMENTATIONS, PAPER_ELASTIC
+from unet_core.augment import AUGMENTATIONS
 from unet_core.data.prepare import CHANNELS
 from unet_core.data.resolve import DATASETS
 from unet_core.data.sampler import OUTSIDE_FOV
@@ -41,6 +39,7 @@ from unet_core.thresholds import THRESHOLD_IMAGES
 from unet_core.tiling import TTA_MODES
 from unet_core.validation import check_choice
 from unet_train.devices import DEVICES
+from unet_train.identity import ADDED_FIELDS, config_key
 from unet_train.optim import OPTIMIZERS, SCHEDULERS
 from unet_train.placement import MEMORY_FORMATS, PRECISIONS
 
@@ -49,22 +48,6 @@ __all__ = ["AUGMENTATIONS", "CHANNELS", "DATASETS", "DEVICES", "GROUPS", "LOSSES
            "MEMORY_FORMATS",
            "OPTIMIZERS", "PADDINGS", "PRECISIONS", "PROFILES", "SCHEDULERS", "THRESHOLD_IMAGES",
            "TTA_MODES", "TrainConfig", "check_names"]
-
-
-#: Fields that never change what a run computes: where it runs and how often it checkpoints.
-RESULT_NEUTRAL: tuple[str, ...] = ("device", "threads", "checkpoint_every", "memory_format")
-#: Fields added after the first run folders were written, with the value that reproduces what
-#: those runs did (a stored config without the field is read with this value).
-ADDED_FIELDS: dict[str, Any] = {"deterministic": False, "grad_clip": 0.0, "world_size": 1,
-                                "ema_decay": 0.0, "compile": False, "elastic_tile": 0,
-                                "train_images": 0, "isbi_gap": 0, "precision": "auto",
-                                "memory_format": "auto", "train_start": 0, "cv_folds": 0,
-                                "cv_fold": 0, "class_reweight_w0": 0.0, "outside_fov": "ignore"}
-
-
-def with_added_fields(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` (a stored config) completed with the :data:`ADDED_FIELDS` it predates."""
-    return {**ADDED_FIELDS, **values} if set(ADDED_FIELDS) - set(values) else dict(values)
 
 
 def stored_config(values: dict[str, Any]) -> dict[str, Any]:
@@ -78,24 +61,6 @@ def stored_config(values: dict[str, Any]) -> dict[str, Any]:
         return dict(values)
     before = {**TrainConfig.from_profile("cpu").to_dict(), **ADDED_FIELDS}
     return {**{k: before[k] for k in missing}, **values}
-
-
-#: Fields that only act together with another field's value: without it they change nothing.
-ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "elastic_tile": ("augmentation", PAPER_ELASTIC),
-    "isbi_gap": ("dataset", ("isbi2012",)),
-    "cv_folds": ("dataset", ("isbi2012",)),
-    "cv_fold": ("dataset", ("isbi2012",)),
-    "outside_fov": ("dataset", ("drive",)),
-}
-
-
-def effective(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` without the :data:`ONLY_WITH` fields that have no effect in it (the paper
-    deformation's tile when an augmentation without it is used)."""
-    return {k: v for k, v in values.items()
-            if k not in ONLY_WITH or values.get(ONLY_WITH[k][0]) in ONLY_WITH[k][1]}
-
 
 
 #: The config's fields by what they set, in the order of :class:`TrainConfig` (the command
@@ -327,18 +292,10 @@ class TrainConfig:
         check_names(values)
         return cls(**stored_config(values))
 
-    def key(self, exclude: tuple[str, ...] = RESULT_NEUTRAL) -> str:
-        """A short hash of everything that changes the result (for load-or-train caching).
-
-        Fields that never change a result (:data:`RESULT_NEUTRAL`) are left out, and so are
-        :data:`ADDED_FIELDS` at their defaults (a config written before they existed keeps
-        its hash, so its run folder is still found) and fields without effect
-        (:func:`effective`).
-        """
-        items = {k: v for k, v in effective(self.to_dict()).items()
-                 if k not in exclude and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
-        blob = json.dumps(items, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:10]
+    def key(self) -> str:
+        """A short hash of everything that changes the result (:func:`unet_train.identity.
+        config_key`): the config's part of its run folder's name."""
+        return config_key(self.to_dict())
 
 
 def check_names(values: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ default_run_name`), so a run made by other code or on other data is never found 
 the current code: after the real DRIVE is added, the config that trained on the stand-in
 trains again, on the real images. Every run folder holds its ``provenance.json``, every
 results file of the benchmarks its fingerprint, and the book's execution cache is keyed by
-``python -m unet_train.provenance --key``. Chapter 5 explains it.
+``python -m unet_train.provenance --key``. The book's reproduce page explains it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,12 @@ from unet_core.data.sampler import PatchSampler
 from unet_core.data.splits import DataBundle, Example
 from unet_core.losses import SegmentationLoss, make_loss
 from unet_core.model import UNet
-from unet_core.weights import balanced_class_weights, instances_from_membranes, weight_map
+from unet_core.weights import (
+    balanced_class_weights,
+    class_and_weight_maps,
+    instances_from_membranes,
+    weight_map,
+)
 from unet_train.config import TrainConfig
 from unet_train.devices import Precision
 from unet_train.distributed import Distributed
@@ -91,7 +96,7 @@ def loss_weight_maps(examples: Sequence[Example], cfg: TrainConfig) -> list[np.n
     fovs = [e.fov for e in examples]
     class_weights = balanced_class_weights(labels, fovs)
     if cfg.class_reweight_w0:
-        factor = class_reweighting(labels, fovs, cfg)["factor"]
+        factor = class_reweighting(labels, fovs, cfg, class_weights)["factor"]
         class_weights = (class_weights[0] * factor, class_weights[1])
     return [weight_map(lab, w0=cfg.w0, sigma=cfg.wmap_sigma, class_weights=class_weights)
             for lab in labels]
@@ -109,7 +114,8 @@ def _border_class_share(maps: Sequence[np.ndarray], labels: Sequence[np.ndarray]
 
 
 def class_reweighting(labels: Sequence[np.ndarray], fovs: Sequence[np.ndarray | None],
-                      cfg: TrainConfig) -> dict[str, float]:
+                      cfg: TrainConfig, class_weights: tuple[float, float] | None = None,
+                      ) -> dict[str, float]:
     """The control for the weight map: the factor on the class-balance weight of the pixels
     between instances (ISBI: the membranes) that gives them the share of the total weight the
     weight map with ``w0 = cfg.class_reweight_w0`` gives them on these labels.
@@ -117,12 +123,14 @@ def class_reweighting(labels: Sequence[np.ndarray], fovs: Sequence[np.ndarray | 
     With ``w_c`` alone that class holds share ``s0 = W0 / (W0 + W1)`` (``W`` the summed
     weights of the two classes); a factor ``f`` on it gives ``f W0 / (f W0 + W1)``, equal to
     the target share ``s`` for ``f = s / (1 - s) * W1 / W0``. Returns the factor and both
-    shares, for the run's record."""
-    class_weights = balanced_class_weights(labels, fovs)
-    balanced = [weight_map(lab, w0=0.0, sigma=cfg.wmap_sigma, class_weights=class_weights)
-                for lab in labels]
-    mapped = [weight_map(lab, w0=cfg.class_reweight_w0, sigma=cfg.wmap_sigma,
-                         class_weights=class_weights) for lab in labels]
+    shares, for the run's record. ``class_weights``: :func:`balanced_class_weights` of these
+    labels where the caller has them. Each label's ``w_c`` map and separation term are
+    computed once for both maps (:func:`unet_core.weights.class_and_weight_maps`)."""
+    if class_weights is None:
+        class_weights = balanced_class_weights(labels, fovs)
+    pairs = [class_and_weight_maps(lab, w0=cfg.class_reweight_w0, sigma=cfg.wmap_sigma,
+                                   class_weights=class_weights) for lab in labels]
+    balanced, mapped = [b for b, _ in pairs], [m for _, m in pairs]
     s0 = _border_class_share(balanced, labels, fovs)
     target = _border_class_share(mapped, labels, fovs)
     factor = target / (1.0 - target) * (1.0 - s0) / s0

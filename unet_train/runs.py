@@ -32,7 +32,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,10 @@ import torch
 from unet_core.model import UNet
 from unet_train.atomic import write_json, write_text
 from unet_train.checkpoint import load_checkpoint, save_checkpoint
-from unet_train.config import RESULT_NEUTRAL, TrainConfig, effective, with_added_fields
+from unet_train.config import TrainConfig
 from unet_train.devices import DEVICES, pick_device
-from unet_train.provenance import dataset_fingerprint, describe, same_origin
+from unet_train.identity import config_diff
+from unet_train.provenance import describe, same_origin
 from unet_train.recipe import build_model
 
 RUNS_DIR_ENV = "UNET_RUNS_DIR"
@@ -68,14 +69,6 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "./runs"))
 
 
-def default_run_name(cfg: TrainConfig, data_root: str | Path | None = None) -> str:
-    """``<dataset>-<profile>-<config hash>-<provenance key>``: a run of the same config made
-    by other code, or on other data (the synthetic stand-in before the real data was added),
-    has another name, so it is never served as this one."""
-    key = dataset_fingerprint(cfg.dataset, data_root)["key"]
-    return f"{cfg.dataset}-{cfg.profile}-{cfg.key()}-{key}"
-
-
 def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's ``provenance.json`` (``None`` for a run made before fingerprints)."""
     path = Path(run_dir) / PROVENANCE
@@ -94,6 +87,10 @@ class RunResult:
     resumed_from: int | None = None
     stopped_by: str = "steps"
     provenance: dict[str, Any] | None = None  # unet_train.provenance.fingerprint of the run
+    #: ``{"val": [...], "test": [...]}``: the probability maps the final evaluation computed
+    #: (on the run's device, in its inference placement), in memory only, so a caller that
+    #: needs them again (a study's scoring) predicts nothing twice; None where not evaluated.
+    probabilities: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -174,14 +171,6 @@ def read_history(path: Path) -> list[dict[str, float]]:
     with path.open() as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)}
                 for row in csv.DictReader(f)]
-
-
-def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Config fields that differ, but for :data:`~unet_train.config.RESULT_NEUTRAL` ones (device,
-    threads, checkpoint interval); a field that one side predates counts as its default."""
-    a, b = effective(with_added_fields(a)), effective(with_added_fields(b))
-    skip = {*RESULT_NEUTRAL, *ignore}
-    return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",

@@ -1,10 +1,14 @@
 """Training with run folders, atomic checkpoints, exact resume and agreed stops (paper Sec. 3).
 
-:func:`train` reads in one screen: set up (:func:`_setup`), resume (:func:`_resume`), the loop
-of :func:`train_step` calls with a checkpoint every ``checkpoint_every`` steps and a validation
-pass every ``eval_every`` steps (:func:`_validate_and_save`), and the final evaluation
-(:func:`_finish`). The run folder's files are described in :mod:`unet_train.runs`; several
-processes (``torchrun``) are described in :mod:`unet_train.distributed`.
+:func:`train` reads in one screen: set up (:func:`_setup`: seed, data, and the one assembly step
+:func:`unet_train.recipe.build`), resume (:func:`unet_train.resume.resume_from_checkpoint`),
+the loop of :func:`train_step` calls with a checkpoint every ``checkpoint_every`` steps and a
+validation pass every ``eval_every`` steps (:func:`_validate_and_save`), and the final evaluation
+(:func:`_finish`). The hooks live in their own modules: the run's state and its checkpoint in
+:mod:`unet_train.run_state`, resuming in :mod:`unet_train.resume`, signals and the two early
+stops in :mod:`unet_train.faults`, the processes' agreement in :mod:`unet_train.distributed`,
+the run's provenance in :mod:`unet_train.provenance`. The run folder's files are described in
+:mod:`unet_train.runs`.
 
 Faults:
 
@@ -29,45 +33,42 @@ paper profile follows Sec. 3 where the paper is explicit. Explained in chapter 5
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import random
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from unet_core.data.sampler import PatchBatch
-from unet_core.data.splits import DataBundle, load_data
-from unet_core.model import UNet
-from unet_train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from unet_core.data.splits import load_data
+from unet_train.checkpoint import save_checkpoint
 from unet_train.config import TrainConfig
 from unet_train.devices import (
     Precision,
-    environment,
     pick_device,
     synchronize,
 )
 from unet_train.distributed import Distributed, from_environment, rank_device
 from unet_train.evaluation import choose_threshold, evaluate, predict_probability
+from unet_train.faults import TrainingDiverged, TrainingInterrupted, signals_to_flag
+from unet_train.identity import default_run_name
 from unet_train.placement import is_channels_last
-from unet_train.provenance import describe, fingerprint, same_origin
-from unet_train.recipe import Parts, build
+from unet_train.provenance import fingerprint
+from unet_train.recipe import build
+from unet_train.resume import resume_from_checkpoint
+from unet_train.run_state import RunState
 from unet_train.runs import (
-    CHECKPOINT,
     HISTORY,
     RunResult,
     clear_run_files,
-    config_diff,
-    default_run_name,
     remove_stale_temporaries,
     runs_dir,
     save_model,
@@ -78,28 +79,8 @@ from unet_train.runs import (
     write_provenance,
 )
 
-#: What a training checkpoint must hold to be resumed from.
-RESUME_KEYS: tuple[str, ...] = ("model", "optimizer", "scheduler", "step", "minutes", "history",
-                                "rng", "config")
 #: A batch source replacing the patch sampler: ``(step, group) -> this process's batch``.
 BatchSource = Callable[[int, Distributed], PatchBatch]
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss, gradient or parameter became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM: a checkpoint was written; the same command resumes the run."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        """The shell's convention for a process ended by a signal: 128 + its number."""
-        return 128 + self.signum
 
 
 class StepResult(NamedTuple):
@@ -190,83 +171,6 @@ def seconds_per_step(cfg: TrainConfig, steps: int = 40, warmup: int = 20) -> flo
     return float(np.median(times))
 
 
-# -- the run's state ----------------------------------------------------------------------------
-@dataclass
-class _Run:
-    """A run: its config and folder, its processes and data, the assembled :class:`Parts`, and
-    everything its loop changes."""
-
-    cfg: TrainConfig
-    run_dir: Path
-    group: Distributed
-    data: DataBundle
-    parts: Parts  # model, optimiser, schedule, sampler, loss, placements (recipe.build)
-    step: int = 0
-    minutes: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
-    provenance: dict[str, Any] = field(default_factory=dict)  # unet_train.provenance.fingerprint
-    resumed_from: int | None = None
-    saved_step: int | None = None  # the step of the last checkpoint written
-
-    @property
-    def device(self) -> torch.device:
-        return self.parts.device
-
-    @property
-    def precision(self) -> Precision:
-        return self.parts.precision
-
-    def evaluated(self) -> UNet:
-        """The network that is evaluated and saved: the weight average, or ``model``."""
-        ema, model = self.parts.ema, self.parts.model
-        return ema.averaged(model) if ema is not None else model  # type: ignore[return-value]
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run_dir / CHECKPOINT
-
-    def check_parameters(self) -> None:
-        """Raise :class:`TrainingDiverged` if a parameter is not finite (before a save)."""
-        bad = [n for n, p in self.parts.model.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise TrainingDiverged(
-                f"parameters {', '.join(bad[:3])} became non-finite at step {self.step} of run "
-                f"{self.run_dir}; stopped. Last good checkpoint: {self.checkpoint} "
-                f"(step {self.saved_step})"
-            )
-
-    def save(self) -> None:
-        """Checkpoint every rank's random states (a collective); rank 0 writes the file."""
-        self.check_parameters()
-        rng = self.group.gather(capture_rng(self.parts.sampler.rng))
-        if not self.group.is_main:
-            self.saved_step = self.step
-            return
-        state: dict[str, Any] = {
-            "model": self.parts.model.state_dict(), "optimizer": self.parts.optimizer.state_dict(),
-            "scheduler": self.parts.scheduler.state_dict(), "step": self.step,
-            "minutes": self.minutes, "history": self.history, "rng": rng[0],
-            "config": self.cfg.to_dict(), "in_channels": self.data.in_channels,
-            "world_size": self.group.world_size, "environment": self._environment(),
-            "provenance": self.provenance,
-        }
-        if self.group.active:
-            state["rng_ranks"] = rng
-        if self.parts.scaler is not None:
-            state["scaler"] = self.parts.scaler.state_dict()
-        if self.parts.ema is not None:
-            state["ema"] = self.parts.ema.state_dict()
-        save_checkpoint(self.checkpoint, state)
-        self.saved_step = self.step
-
-    def _environment(self) -> dict[str, Any]:
-        return {**environment(self.device, self.precision),
-                "memory_format": self.parts.placement.memory_format,
-                "placement": {"train": self.parts.placement.as_dict(),
-                              "infer": self.parts.inference.as_dict()},
-                "world_size": self.group.world_size, "backend": self.group.backend}
-
-
 def _apply_world(cfg: TrainConfig, group: Distributed) -> TrainConfig:
     """The config's ``world_size`` is the number of processes that train it."""
     if cfg.world_size == group.world_size:
@@ -288,7 +192,7 @@ def _determinism(cfg: TrainConfig, device: torch.device) -> None:
 
 
 def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group: Distributed,
-           log: Callable[[str], None]) -> _Run:
+           log: Callable[[str], None]) -> RunState:
     """Seed, load the data, assemble the parts (:func:`unet_train.recipe.build`)."""
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -307,60 +211,10 @@ def _setup(cfg: TrainConfig, run_dir: Path, data_root: str | Path | None, group:
     log(f"device: {device}, training: {parts.placement.describe()}, inference: "
         f"{parts.inference.describe()}"
         + (f", {group.world_size} processes ({group.backend})" if group.active else ""))
-    return _Run(cfg, run_dir, group, data, parts, provenance=made_by)
+    return RunState(cfg, run_dir, group, data, parts, provenance=made_by)
 
 
-def _resume(run: _Run, log: Callable[[str], None]) -> None:
-    """Continue from the run folder's checkpoint (its config and world size must match)."""
-    state = load_checkpoint(run.checkpoint, map_location=str(run.device))
-    missing = [k for k in RESUME_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"{run.checkpoint} is not a unet_core training checkpoint (it has no "
-                         f"{', '.join(missing)}); move it away or start over with --no-resume")
-    world = int(state.get("world_size", 1))
-    if world != run.group.world_size:
-        raise ValueError(
-            f"{run.checkpoint} was written by {world} process(es), this run has "
-            f"{run.group.world_size}: resume with torchrun --nproc-per-node (x --nnodes) = "
-            f"{world}, or start over with --no-resume"
-        )
-    diff = config_diff(state["config"], run.cfg.to_dict(), ignore=("world_size",))
-    if diff:
-        raise ValueError(
-            f"{run.checkpoint} was written with a different config ({', '.join(diff)} differ); "
-            "use another run directory or --no-resume (resume=False) to start over"
-        )
-    before = state.get("provenance")
-    if before and not same_origin(before, run.provenance):
-        raise ValueError(
-            f"{run.checkpoint} was written by other code or on other data ({describe(before)}; "
-            f"now: {describe(run.provenance)}); use another run directory or --no-resume "
-            "(resume=False) to start over"
-        )
-    run.parts.model.load_state_dict(state["model"])
-    run.parts.optimizer.load_state_dict(state["optimizer"])
-    run.parts.scheduler.load_state_dict(state["scheduler"])
-    if run.parts.scaler is not None and "scaler" in state:
-        run.parts.scaler.load_state_dict(state["scaler"])
-    if run.parts.ema is not None:
-        run.parts.ema.load_state_dict(state["ema"])
-    rng = state["rng_ranks"][run.group.rank] if run.group.active else state["rng"]
-    restore_rng(rng, run.parts.sampler.rng)
-    run.step, run.minutes = int(state["step"]), float(state["minutes"])
-    run.history = [dict(row) for row in state["history"]]
-    run.resumed_from = run.saved_step = run.step
-    before = state.get("environment", {})
-    if before and before.get("device") != run.device.type:
-        log(f"warning: {run.checkpoint} was written on {before.get('device')}, resuming on "
-            f"{run.device.type}: the run continues, but not bit for bit as it would have there")
-    elif before.get("precision", run.precision.name) != run.precision.name:
-        log(f"warning: {run.checkpoint} was trained in {before['precision']}, resuming in "
-            f"{run.precision.name} (this machine's choice): the run continues, but not bit for "
-            "bit as it would have in one precision")
-    log(f"resumed from {run.checkpoint} at step {run.step}")
-
-
-def _validate_and_save(run: _Run, mean_loss: float) -> None:
+def _validate_and_save(run: RunState, mean_loss: float) -> None:
     """Validation metrics into the history (rank 0), then checkpoint, snapshot, ``history.csv``."""
     row = {"step": run.step, "minutes": round(run.minutes, 4), "loss": mean_loss,
            "lr": run.parts.optimizer.param_groups[0]["lr"]}
@@ -381,7 +235,7 @@ def _validate_and_save(run: _Run, mean_loss: float) -> None:
     write_history(run.run_dir / HISTORY, run.history)
 
 
-def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult:
+def _finish(run: RunState, stopped_by: str, log: Callable[[str], None]) -> RunResult:
     """Final checkpoint, threshold choice, test evaluation, ``metrics.json`` and ``model.pt``."""
     cfg, data = run.cfg, run.data
     if stopped_by == "time" or not run.history or run.history[-1]["step"] != run.step:
@@ -394,12 +248,13 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
     placement = run.parts.inference
     val_probs = [predict_probability(model, e.image, cfg, placement) for e in data.val] or None
     threshold, choice = choose_threshold(model, data, cfg, val_probs, placement=placement)
+    test_probs = [predict_probability(model, e.image, cfg, placement) for e in data.test]
     metrics = {
         "dataset": cfg.dataset, "synthetic": data.synthetic, "provenance": run.provenance,
         "finished_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "steps": run.step, "train_minutes": run.minutes, "stopped_by": stopped_by,
         "threshold_choice": choice,
-        "test": evaluate(model, data.test, cfg, threshold, placement=placement),
+        "test": evaluate(model, data.test, cfg, threshold, test_probs, placement=placement),
     }
     if data.val:
         metrics["val"] = evaluate(model, data.val, cfg, threshold, val_probs,
@@ -411,26 +266,8 @@ def _finish(run: _Run, stopped_by: str, log: Callable[[str], None]) -> RunResult
         f"F1 {pooled['f1']:.4f} (threshold {threshold:.3f})"
         + (" [synthetic data]" if data.synthetic else ""))
     return RunResult(run.run_dir, cfg, run.step, run.minutes, metrics, run.history,
-                     data.synthetic, run.resumed_from, stopped_by, run.provenance)
-
-
-@contextlib.contextmanager
-def _signals_to_flag() -> Iterator[dict[str, int]]:
-    """While training, SIGINT and SIGTERM only set a flag; the loop stops at the step's end."""
-    caught: dict[str, int] = {}
-    if threading.current_thread() is not threading.main_thread():
-        yield caught  # signal handlers can only be installed from the main thread
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        caught.setdefault("signum", signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+                     data.synthetic, run.resumed_from, stopped_by, run.provenance,
+                     probabilities={"val": val_probs or [], "test": test_probs})
 
 
 def train(
@@ -469,7 +306,7 @@ def train(
             log(f"removed {len(stale)} incomplete file(s) left by a killed writer: "
                 f"{', '.join(stale)}")
         if resume and run.checkpoint.exists():
-            _resume(run, log)
+            resume_from_checkpoint(run, log)
         elif group.is_main and (removed := clear_run_files(run_dir)):
             log(f"fresh run in {run_dir}: removed the earlier run's {', '.join(removed)}")
         group.barrier()
@@ -477,13 +314,13 @@ def train(
             write_config(run_dir, cfg)
             write_environment(run_dir, run._environment())
             write_provenance(run_dir, run.provenance)
-        with _signals_to_flag() as caught:
+        with signals_to_flag() as caught:
             return _loop(run, caught, progress, stop_after, batches, log)
     finally:
         group.close()
 
 
-def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | None,
+def _loop(run: RunState, caught: dict[str, int], progress: bool, stop_after: int | None,
           batches: BatchSource | None, log: Callable[[str], None]) -> RunResult:
     cfg, group = run.cfg, run.group
     stopped_by, running, count = "steps", 0.0, 0
@@ -532,7 +369,7 @@ def _loop(run: _Run, caught: dict[str, int], progress: bool, stop_after: int | N
     return _finish(run, stopped_by, log)
 
 
-def _interrupted(run: _Run, signum: int, log: Callable[[str], None]) -> TrainingInterrupted:
+def _interrupted(run: RunState, signum: int, log: Callable[[str], None]) -> TrainingInterrupted:
     run.save()
     name = signal.Signals(signum).name
     message = (f"{name} received: stopped after step {run.step} of {run.cfg.steps}; checkpoint "
@@ -541,7 +378,7 @@ def _interrupted(run: _Run, signum: int, log: Callable[[str], None]) -> Training
     return TrainingInterrupted(message, signum)
 
 
-def _diverged(run: _Run, loss: torch.Tensor, norm: torch.Tensor | None) -> TrainingDiverged:
+def _diverged(run: RunState, loss: torch.Tensor, norm: torch.Tensor | None) -> TrainingDiverged:
     last = (f"{run.checkpoint} (step {run.saved_step})" if run.saved_step is not None
             else "none yet")
     what = (f"loss became {loss.item()}" if norm is None

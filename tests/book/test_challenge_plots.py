@@ -12,6 +12,7 @@ from unet_book.challenge_plots import (
     topological_crop,
     warped_errors,
 )
+from unet_core import warping
 from unet_core.data.splits import Example
 
 
@@ -57,6 +58,22 @@ def test_the_figure_names_the_merge_and_the_thinned_cells() -> None:
     assert len(titles) == 4
     assert "3 cells" in titles[1] and "thinned borders: 3 cells" in titles[2]
     assert "merges red, splits blue (slice: 1, 0)" in titles[3]
+    plt.close(fig)
+
+
+def test_the_figure_warps_its_slice_once(monkeypatch) -> None:  # noqa: ANN001
+    warps = []
+    real = warping._warp
+
+    def counted(*args):  # noqa: ANN002, ANN202
+        warps.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(warping, "_warp", counted)
+    target, merged = _slice(gap=True)
+    fig = plot_thinning(_example(target), merged, 0.5)
+    assert len(warps) == 1
+    assert "(slice: 1, 0)" in fig.axes[3].get_title()
     plt.close(fig)
 
 

@@ -12,7 +12,7 @@ from unet_book.experiments import (
     HEADLINE_SETTINGS,
     ISBI_CELL,
     ISBI_SETTINGS,
-    budgeted_run_name,
+    ChapterParameters,
     collect_parameters,
     default_profile,
     load_or_train,
@@ -22,6 +22,7 @@ from unet_book.experiments import (
 )
 from unet_book.studies import get_study
 from unet_train.config import TrainConfig
+from unet_train.identity import budgeted_run_name
 from unet_train.runs import finished_run
 
 
@@ -178,3 +179,15 @@ def test_train_for_minutes_without_budget_uses_fixed_steps(env):
 def test_train_for_minutes_rejects_a_non_positive_budget(env, minutes):
     with pytest.raises(ValueError, match="minutes must be > 0"):
         train_for_minutes(smoke(), minutes, **QUIET)
+
+
+def test_chapter_parameters_check_every_name_defined_after_them() -> None:
+    namespace: dict[str, object] = {"json": object(), "chapter_started": 1.0}
+    namespace["parameters"] = parameters = ChapterParameters(namespace)
+    namespace.update(profile="smoke", seed=3, run_name="r")  # the parameters cell
+    assert parameters.values == {"profile": "smoke", "seed": 3, "run_name": "r"}
+    cfg = parameters.config(steps=5)
+    assert (cfg.profile, cfg.seed) == ("smoke", 3)
+    namespace["profil"] = "paper"  # papermill's injected cell with a misspelt name
+    with pytest.raises(ValueError, match="unknown parameter.*'profil'.*did you mean 'profile'"):
+        parameters.config()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import math
+import shutil
 
+import numpy as np
 import pytest
 
-from unet_book import studies
+import unet_train.train as train_module
+from unet_book import scoring, studies
 from unet_book.studies import (
     STUDIES,
     Arm,
@@ -20,6 +25,10 @@ from unet_book.studies import (
     verdict,
     verdicts,
 )
+from unet_core.data.splits import load_data
+from unet_train import evaluation
+from unet_train.config import TrainConfig
+from unet_train.runs import ENVIRONMENT, RunResult
 
 
 # -- the verdict rule ---------------------------------------------------------------------------
@@ -287,3 +296,54 @@ def test_a_cell_of_a_changed_recipe_is_history() -> None:
     results = {"cells": [cell, older]}
     assert studies.current_cells(results, "c", "k", study) == [cell]
     assert len(studies.current_cells(results, "c", "k")) == 2
+
+
+def test_a_cell_predicts_each_image_once_and_scores_as_its_model_would(
+        benchmark_script, smoke_cv_study, tmp_path, monkeypatch) -> None:
+    """The runner scores a cell from the maps its training's final evaluation computed (on
+    the CPU: the maps ``model.pt`` gives), not from a second prediction; scoring the cell
+    again from ``model.pt`` alone gives the same stored maps and the same metrics."""
+    runner = benchmark_script("study")
+    real = evaluation.predict_probability
+    calls: dict[str, collections.Counter[str]] = {"training": collections.Counter(),
+                                                  "scoring": collections.Counter()}
+
+    def spy(counter: collections.Counter[str]):  # noqa: ANN202
+        def predict(model, image, cfg, placement=None):  # noqa: ANN001, ANN202
+            counter[hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()] += 1
+            return real(model, image, cfg, placement)
+        return predict
+
+    monkeypatch.setattr(evaluation, "predict_probability", spy(calls["training"]))
+    monkeypatch.setattr(train_module, "predict_probability", spy(calls["training"]))
+    monkeypatch.setattr(scoring, "predict_probability", spy(calls["scoring"]))
+    out_dir = tmp_path / "results"
+    assert runner.main(["smoke_cv", "--results-dir", str(out_dir), "--folds", "1",
+                        "--arms", "w0_10"]) == 0
+    (cell,) = json.loads((out_dir / "smoke_cv.json").read_text())["cells"]
+    cfg = TrainConfig.from_dict(cell["config"])
+    test = load_data(cfg).test
+    assert len(test) == 3
+    assert [calls["training"][hashlib.sha1(e.image.tobytes()).hexdigest()] for e in test] == [
+        1, 1, 1]
+    assert not calls["scoring"]  # the scoring predicted nothing: it wrote the run's maps
+    stored = tmp_path / "runs" / cell["run"] / scoring.PROBABILITIES
+    first = {p.relative_to(stored): p.read_bytes() for p in sorted(stored.rglob("*_prob.png"))}
+    assert sorted({p.parent.name for p in first}) == ["test", "val"]
+    shutil.rmtree(stored)
+    again = dict(cell)
+    runner.score(again, cfg)  # from model.pt alone
+    assert sum(calls["scoring"].values()) == len(first)
+    assert {p.relative_to(stored): p.read_bytes()
+            for p in sorted(stored.rglob("*_prob.png"))} == first
+    assert again["metrics"] == cell["metrics"]
+
+
+def test_only_maps_evaluated_on_the_cpu_stand_for_the_models(tmp_path) -> None:
+    maps = {"val": [], "test": [np.zeros((4, 4), np.float32)]}
+    result = RunResult(tmp_path, TrainConfig(), 1, 0.1, {}, [], True, probabilities=maps)
+    for device, expected in (("cpu", maps), ("cuda", None), ("mps", None)):
+        (tmp_path / ENVIRONMENT).write_text(json.dumps({"device": device}))
+        assert scoring.evaluated_probabilities(result) is expected
+    assert scoring.evaluated_probabilities(
+        RunResult(tmp_path, TrainConfig(), 1, 0.1, {}, [], True)) is None
