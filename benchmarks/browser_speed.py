@@ -6,7 +6,7 @@ is served cross-origin isolated (COOP and COEP headers), several.
 
 RUN is a run folder (default: the book's runs, chapter 5's DRIVE model and chapter 7's ISBI
 2012 model, under ``$UNET_RUNS_DIR``). A one-page site with the segmenter alone
-(:func:`unet_book.segment_page.write_page_site`) is served on 127.0.0.1; for a 565x584 DRIVE
+(:func:`unet_book.site.segment_page.write_page_site`) is served on 127.0.0.1; for a 565x584 DRIVE
 test image (``01_test.tif``) and a 512x512 ISBI 2012 slice (``train/images/25.png``, held out
 by chapter 7's split), it
 times, after one warm-up, ``--repeat`` runs of the network over all tiles (the worker's clock,
@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "site"))  # the browser the site tests drive
 
 from browser import ISOLATION, chrome, serve, wait_for  # noqa: E402
-from unet_book.segment_page import RUNTIME_DIR, RUNTIME_FILES, write_page_site  # noqa: E402
 
+from unet_book.site.segment_page import RUNTIME_DIR, RUNTIME_FILES, write_page_site  # noqa: E402
 from unet_train.devices import cpuinfo_value  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "browser_speed.json"

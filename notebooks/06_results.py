@@ -69,41 +69,38 @@ from unet_book.evidence import (
 from unet_book.experiments import (
     HEADLINE_CELL,
     HEADLINE_SETTINGS,
-    collect_parameters,
+    ChapterParameters,
     load_or_train,
-    notebook_config,
 )
 from unet_book.results import (
-    TABLE_HEADER,
+    available_observer_metrics,
     benchmark_result,
-    benchmark_results,
     describe_run_provenance,
     describe_threshold,
-    levers_table,
-    observer_metrics,
+    drive_comparison_table,
+    levers_markdown,
+    per_image_table,
     plot_predictions,
     plot_roc_pr,
-    quality_seed_table,
-    quoted_row,
+    quality_benchmark_note,
+    quality_benchmarks,
     rank_images,
-    result_status,
     run_probabilities,
-    run_row,
     threshold_table,
+    time_to_quality_curve,
+    time_to_quality_markdown,
 )
-from unet_book.tables import markdown_table
 from unet_core.data.splits import load_data
 
 chapter_started = time.perf_counter()
-_names_before = set(globals())
+parameters = ChapterParameters(globals())
 
 # %% tags=["parameters"]
 profile = None  # None: $UNET_PROFILE or "cpu"
 seed = None
 
 # %%
-params = collect_parameters(globals(), _names_before)
-cfg = notebook_config(params, **HEADLINE_SETTINGS)
+cfg = parameters.config(**HEADLINE_SETTINGS)
 print(f"profile {cfg.profile}, config hash {cfg.key()}")
 
 # %% [markdown]
@@ -161,31 +158,9 @@ display(Markdown(threshold_table(run.metrics.get("threshold_choice"))))
 #   differ from ours; they are context, not a controlled comparison.
 
 # %%
-rows = [run_row("this book's run", f"profile {cfg.profile}, {run.steps} steps, "
-                f"{run.train_minutes:.1f} min training, threshold {threshold:.3f}"
-                + (" (SYNTHETIC data)" if data.synthetic else ""),
-                run.metrics["test"]["pooled"])]
-benches = {name: b for name, b in benchmark_results("drive_quality").items()
-           if not b["data"]["synthetic"]}
-for name, b in benches.items():
-    rows.append(run_row(
-        f"quality benchmark ({name}.json"
-        + (", older code)" if result_status(b).startswith("**older") else ")"),
-        f"{b['date'][:10]}: {b['wall_minutes']:.1f} min "
-        f"wall, {b['steps']} steps, base width {b['config']['base_channels']}, threshold "
-        f"{b['threshold']:.3f} (F1 optimum on "
-        f"{b['config'].get('threshold_images', 'validation').replace('_', ' ')} images)",
-        b["test_pooled"]))
-observer = None
-if all(e.second_observer is not None for e in test):
-    observer = observer_metrics(test)
-    rows.append(run_row("second observer", "2nd_manual vs 1st_manual", {
-        **observer.as_dict(), "auc_roc": None}))
-rows.append(quoted_row("seed project", "as reported by the seed project", auc_roc=0.939,
-                       f1=0.628))
-rows.append(quoted_row("orobix/retina-unet", "README: 48x48 patches, GPU", auc_roc=0.9790,
-                       f1=0.8161))
-display(Markdown(markdown_table(list(TABLE_HEADER), rows, align="llrrrrr")))
+benches = quality_benchmarks()
+observer = available_observer_metrics(test)
+display(Markdown(drive_comparison_table(run, benches, observer, synthetic=data.synthetic)))
 
 # %%
 if observer is not None:
@@ -200,14 +175,7 @@ if observer is not None:
 
 # %%
 for name, b in benches.items():
-    display(Markdown(
-        f"**{name}.json** (measured {b['date']}; {result_status(b)}): `{b['command']}`; "
-        "passed the bar "
-        f"(AUC >= 0.981, F1 >= 0.825, <= 30 min wall): **{'yes' if b['passed'] else 'no'}**"
-        "\n\n" + markdown_table(
-            ["step", "minutes of training", "test AUC-ROC", "test F1"],
-            [[c["step"], f"{c['minutes']:.1f}", f"{c['auc_roc']:.4f}", f"{c['f1']:.4f}"]
-             for c in b["curve"]])))
+    display(Markdown(quality_benchmark_note(name, b)))
 if not benches:
     print("no benchmarks/results/drive_quality*.json from real DRIVE in this checkout")
 
@@ -234,30 +202,12 @@ ttq = benchmark_result("time_to_quality")
 if ttq is None:
     print("benchmarks/results/time_to_quality.json has not been produced in this checkout")
 else:
-    bar = ttq["bar"]
-    display(Markdown(
-        f"Status: {result_status(ttq)}.\n\n"
-        f"**Measured {ttq['date'][:10]}** with code `{ttq['code']}` on {ttq['machine']['cpu']}"
-        f" ({ttq['machine']['threads']} threads), profile `{ttq['profile']}`"
-        + (f" with `{' '.join(ttq['overrides'])}`" if ttq["overrides"] else "")
-        + f": `{ttq['command']}`\n\n" + quality_seed_table(ttq)
-        + f"\n\nBars (mean AUC-ROC >= {bar['auc_roc']}, mean F1 >= {bar['f1']:.3f}, each "
-        f"seed within {bar['normalised_minutes']:g} normalised minutes): "
-        f"**{'met' if ttq['passed'] else 'not met'}**."))
+    display(Markdown(time_to_quality_markdown(ttq)))
     if ttq["curve"]:
-        display(Markdown(
-            f"Seed {ttq['seeds'][0]['seed']}: test quality of the weights saved during "
-            "training, each at the threshold its own weights choose on the training-set "
-            "images.\n\n" + markdown_table(
-                ["step", "minutes of training", "threshold", "test AUC-ROC", "test F1"],
-                [[c["step"], f"{c['minutes']:.2f}", f"{c['threshold']:.3f}",
-                  f"{c['auc_roc']:.4f}", f"{c['f1']:.4f}"] for c in ttq["curve"]])))
+        display(Markdown(time_to_quality_curve(ttq)))
 levers = benchmark_result("levers")
 if levers is not None:
-    display(Markdown(
-        f"Levers ({levers['rule']}; baseline {levers['steps']} steps; "
-        f"`benchmarks/levers.py`; status: {result_status(levers)}):\n\n"
-        + levers_table(levers)))
+    display(Markdown(levers_markdown(levers)))
 
 # %% [markdown]
 # ## ROC and precision-recall curves
@@ -285,12 +235,7 @@ fig = plot_roc_pr({f"this book's run (AUC {run.metrics['test']['pooled']['auc_ro
 
 # %%
 per_image = run.metrics["test"]["per_image"]
-display(Markdown(markdown_table(
-    ["image", "AUC-ROC", "F1", "Se", "Sp", "Acc"],
-    [[name, *(f"{m[k]:.4f}" for k in ("auc_roc", "f1", "sensitivity", "specificity",
-                                       "accuracy"))]
-     for name, m in zip(run.metrics["test"]["images"], per_image, strict=True)],
-    align="lrrrrr")))
+display(Markdown(per_image_table(run.metrics["test"])))
 
 # %% [markdown]
 # ### Best and worst images

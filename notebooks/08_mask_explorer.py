@@ -51,7 +51,8 @@ from IPython.display import display
 
 from unet_book.experiments import HEADLINE_SETTINGS, load_or_train, notebook_config
 from unet_book.explorer import gallery, list_runs, outside_fov_note, run_cases, window
-from unet_book.explorer_widget import MODULE, MaskExplorer, encode_case, export_static, site_html
+from unet_book.explorer_widget import MODULE, MaskExplorer, encode_case
+from unet_book.site.explorer_export import export_static, site_html
 
 # the training chapter's run: loaded from runs/ (trained if this chapter runs alone)
 run = load_or_train(notebook_config(**HEADLINE_SETTINGS), progress=False)
@@ -88,10 +89,9 @@ display(explorer.widget)
 # 0/255 mask) can be downloaded.
 
 # %%
-from unet_book.segment_page import segment_html
-
 from unet_book.browser_model import browser_costs, export_run, runtime_difference
 from unet_book.experiments import ISBI_SETTINGS
+from unet_book.site.segment_page import segment_html
 
 isbi = load_or_train(notebook_config(**ISBI_SETTINGS), progress=False)
 browser_models = [("DRIVE vessels (chapter 5's model)", run.run_dir),

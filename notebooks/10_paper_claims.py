@@ -57,7 +57,6 @@
 
 # %%
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
 
 from unet_book.evidence import (
     arms_table,
@@ -70,6 +69,7 @@ from unet_book.evidence import (
     provenance_note,
     redefined_note,
     reweighting_note,
+    show_markdown,
     study_view,
     superseded_note,
     view_line,
@@ -80,19 +80,11 @@ views = {name: study_view(name) for name in STUDIES}
 for view in views.values():
     print(view_line(view))
 
-
-def show(*parts: str) -> None:
-    """Display the non-empty Markdown parts."""
-    for part in parts:
-        if part:
-            display(Markdown(part))
-
-
 # %% [markdown]
 # ## The verdicts at a glance
 
 # %%
-show(claims_table(views), failure_rule())
+show_markdown(claims_table(views), failure_rule())
 
 # %% [markdown]
 # ## C1: elastic deformation lets U-Net learn from very few images
@@ -118,9 +110,9 @@ show(claims_table(views), failure_rule())
 
 # %%
 drive = views["drive_augmentation"]
-show(provenance_note(drive), failed_note(drive),
-     comparisons_table(drive, claims=("C1",)),
-     comparisons_table(drive, claims=("C1",), metric="f1"), arms_table(drive))
+show_markdown(provenance_note(drive), failed_note(drive),
+              comparisons_table(drive, claims=("C1",)),
+              comparisons_table(drive, claims=("C1",), metric="f1"), arms_table(drive))
 
 # %% mystnb={"figure": {"caption": "C1: validation AUC per arm.", "name": "fig-claim-c1"}}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -138,8 +130,8 @@ plt.show()
 # %%
 for name in CLAIMS["C1"].superseded:
     old = study_view(name, as_recorded=True)
-    show(superseded_note(CLAIMS["C1"], old), provenance_note(old),
-         comparisons_table(old, claims=("C1",)))
+    show_markdown(superseded_note(CLAIMS["C1"], old), provenance_note(old),
+                  comparisons_table(old, claims=("C1",)))
 
 # %% [markdown]
 # ## C2: the weight map separates touching cells
@@ -162,10 +154,10 @@ for name in CLAIMS["C1"].superseded:
 
 # %%
 isbi = views["isbi_cv"]
-show(provenance_note(isbi), failed_note(isbi), reweighting_note(isbi))
+show_markdown(provenance_note(isbi), failed_note(isbi), reweighting_note(isbi))
 for metric in ("v_rand", "warping_error", "v_info", "v_rand_merge", "v_rand_split",
                "rand_error"):
-    show(comparisons_table(isbi, claims=("C2",), metric=metric))
+    show_markdown(comparisons_table(isbi, claims=("C2",), metric=metric))
 
 # %% mystnb={"figure": {"caption": "C2 and C4: validation AUC per arm.", "name": "fig-claim-c2"}}
 fig = plot_curves(isbi)
@@ -178,8 +170,8 @@ plt.show()
 # %%
 for name in CLAIMS["C2"].superseded:
     old = study_view(name, as_recorded=True)
-    show(superseded_note(CLAIMS["C2"], old), provenance_note(old),
-         comparisons_table(old, claims=("C2",)))
+    show_markdown(superseded_note(CLAIMS["C2"], old), provenance_note(old),
+                  comparisons_table(old, claims=("C2",)))
 
 # %% [markdown]
 # ## C3: valid padding with overlap-tile is worth its cost
@@ -200,8 +192,8 @@ for name in CLAIMS["C2"].superseded:
 
 # %%
 recipe = views["drive_recipe"]
-show(provenance_note(recipe), comparisons_table(recipe, claims=("C3", "C5")),
-     arms_table(recipe))
+show_markdown(provenance_note(recipe), comparisons_table(recipe, claims=("C3", "C5")),
+              arms_table(recipe))
 
 # %% [markdown]
 # ## C4: the paper's whole recipe against the cpu profile
@@ -217,10 +209,11 @@ show(provenance_note(recipe), comparisons_table(recipe, claims=("C3", "C5")),
 # (`benchmarks/gpu_paper_isbi.py`, run by `bash benchmarks/gpu_check.sh DATA_DIR`).
 
 # %%
-show(redefined_note("isbi_cv", "paper_w16_equal_time"))
+show_markdown(redefined_note("isbi_cv", "paper_w16_equal_time"))
 for metric in ("v_rand", "warping_error"):
-    show(comparisons_table(isbi, claims=("C4",), metric=metric))
-show(arms_table(isbi, ["v_rand", "warping_error", "v_info", "rand_error"]), gpu_cell_note())
+    show_markdown(comparisons_table(isbi, claims=("C4",), metric=metric))
+show_markdown(arms_table(isbi, ["v_rand", "warping_error", "v_info", "rand_error"]),
+              gpu_cell_note())
 
 # %% [markdown]
 # The earlier study of this claim, superseded:
@@ -228,8 +221,8 @@ show(arms_table(isbi, ["v_rand", "warping_error", "v_info", "rand_error"]), gpu_
 # %%
 for name in CLAIMS["C4"].superseded:
     old = study_view(name, as_recorded=True)
-    show(superseded_note(CLAIMS["C4"], old), provenance_note(old), failed_note(old),
-         comparisons_table(old, claims=("C4",)))
+    show_markdown(superseded_note(CLAIMS["C4"], old), provenance_note(old), failed_note(old),
+                  comparisons_table(old, claims=("C4",)))
 
 # %% [markdown]
 # ## What cannot be tested here

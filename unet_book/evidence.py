@@ -17,6 +17,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 
 from unet_book.studies import (
     CLAIMS,
@@ -366,6 +367,13 @@ def gpu_cell_note(directory: Path = STUDIES_DIR) -> str:
         text = (f"**Older result**: made from other sources than the current ones "
                 f"(`{current}`). " + text)
     return text
+
+
+def show_markdown(*parts: str) -> None:
+    """Display each non-empty Markdown part (a note that does not apply is ``""``)."""
+    for part in parts:
+        if part:
+            display(Markdown(part))
 
 
 def view_line(view: StudyView) -> str:

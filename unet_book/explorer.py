@@ -1,7 +1,8 @@
 """The mask explorer's cases and pure functions, and its static gallery.
 
 The explorer itself runs in the browser (:mod:`unet_book.explorer_widget`: an anywidget for
-JupyterLab and Notebook, and the same ES module in the static book)::
+JupyterLab and Notebook, and the same ES module in the static book,
+:mod:`unet_book.site.explorer_export`)::
 
     from unet_book.explorer_widget import MaskExplorer
     MaskExplorer().widget          # every finished run under runs/ (UNET_RUNS_DIR)

@@ -9,6 +9,14 @@ Figure data (pure functions, tested on their values):
 * :func:`rank_images`: per-image scores sorted, for best and worst images.
 * :func:`quoted_row` and :func:`run_row`: table rows that say where each number comes from.
 
+Chapter 6's tables (Markdown, from a run and the committed benchmark results files):
+
+* :func:`drive_comparison_table`: the book's run beside the quality benchmarks, the second
+  observer and the quoted figures (:func:`drive_comparison_rows`).
+* :func:`quality_benchmark_note`, :func:`time_to_quality_markdown`,
+  :func:`time_to_quality_curve`, :func:`levers_markdown`: each benchmark as it was written.
+* :func:`per_image_table`: a run's test metrics per image.
+
 Figures (matplotlib; they draw what they are given):
 
 * :func:`plot_history`: training loss and validation metrics against minutes of training.
@@ -292,7 +300,7 @@ def benchmark_result(name: str, root: str | Path | None = None) -> dict[str, Any
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def result_status(result: dict[str, Any], dataset: str = "drive") -> str:
+def result_status(result: Mapping[str, Any], dataset: str = "drive") -> str:
     """Whether a benchmark's results file was made by the current code on the current data:
     ``"current code"``, or a bold "older result" line naming the code it came from."""
     made = result.get("fingerprint")
@@ -379,3 +387,137 @@ def levers_table(report: Mapping[str, Any]) -> str:
     return markdown_table(["arm", "seed", "steps", "train min", "step-time ratio", "val AUC",
                            "ΔAUC", "val F1", "ΔF1", "eval s/image", "code"], rows,
                           align="lrrrrrrrrrl")
+
+
+# -- chapter 6's tables ---------------------------------------------------------------------------
+#: Other projects' published DRIVE figures, quoted and not reproduced (chapter 6 names their
+#: sources): ``(who, conditions, values)``.
+QUOTED_RESULTS: tuple[tuple[str, str, dict[str, float]], ...] = (
+    ("seed project", "as reported by the seed project", {"auc_roc": 0.939, "f1": 0.628}),
+    ("orobix/retina-unet", "README: 48x48 patches, GPU", {"auc_roc": 0.9790, "f1": 0.8161}),
+)
+
+
+def quality_benchmarks(root: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The quality benchmarks (``benchmarks/results/drive_quality*.json``) measured on real
+    DRIVE, by file stem; a file made on the synthetic stand-in is left out."""
+    return {name: b for name, b in benchmark_results("drive_quality", root).items()
+            if not b["data"]["synthetic"]}
+
+
+def available_observer_metrics(examples: Sequence[Example]) -> SegmentationMetrics | None:
+    """:func:`observer_metrics` when every image has a second observer, else ``None``."""
+    if all(e.second_observer is not None for e in examples):
+        return observer_metrics(examples)
+    return None
+
+
+def headline_row(run: RunResult, synthetic: bool = False) -> list[str]:
+    """The comparison-table row of the book's run: profile, steps, training minutes and
+    threshold, marked when the data was the synthetic stand-in."""
+    test = run.metrics["test"]
+    return run_row("this book's run", f"profile {run.config.profile}, {run.steps} steps, "
+                   f"{run.train_minutes:.1f} min training, threshold {test['threshold']:.3f}"
+                   + (" (SYNTHETIC data)" if synthetic else ""), test["pooled"])
+
+
+def quality_benchmark_row(name: str, result: Mapping[str, Any]) -> list[str]:
+    """The comparison-table row of one quality benchmark file (``name``: its stem): date, wall
+    minutes, steps, width and threshold; marked when older code made it."""
+    older = result_status(result).startswith("**older")
+    images = result["config"].get("threshold_images", "validation").replace("_", " ")
+    return run_row(
+        f"quality benchmark ({name}.json" + (", older code)" if older else ")"),
+        f"{result['date'][:10]}: {result['wall_minutes']:.1f} min wall, {result['steps']} "
+        f"steps, base width {result['config']['base_channels']}, threshold "
+        f"{result['threshold']:.3f} (F1 optimum on {images} images)",
+        result["test_pooled"])
+
+
+def drive_comparison_rows(
+    run: RunResult, benches: Mapping[str, Mapping[str, Any]],
+    observer: SegmentationMetrics | None = None, synthetic: bool = False,
+) -> list[list[str]]:
+    """The rows of chapter 6's comparison table, measured first: the book's run, each quality
+    benchmark, the second observer (no AUC: a binary annotation has no ranking), then the
+    quoted figures of :data:`QUOTED_RESULTS`."""
+    rows = [headline_row(run, synthetic)]
+    rows += [quality_benchmark_row(name, b) for name, b in benches.items()]
+    if observer is not None:
+        rows.append(run_row("second observer", "2nd_manual vs 1st_manual",
+                            {**observer.as_dict(), "auc_roc": None}))
+    rows += [quoted_row(who, conditions, **values) for who, conditions, values in QUOTED_RESULTS]
+    return rows
+
+
+def drive_comparison_table(
+    run: RunResult, benches: Mapping[str, Mapping[str, Any]],
+    observer: SegmentationMetrics | None = None, synthetic: bool = False,
+) -> str:
+    """Markdown: :func:`drive_comparison_rows` under :data:`TABLE_HEADER`."""
+    return markdown_table(list(TABLE_HEADER),
+                          drive_comparison_rows(run, benches, observer, synthetic),
+                          align="llrrrrr")
+
+
+def quality_benchmark_note(name: str, result: Mapping[str, Any]) -> str:
+    """Markdown: one quality benchmark's date, status, command, its bar (from the file) and
+    whether it passed, then its curve: test metrics of the weights saved at each validation
+    pass against minutes of training."""
+    bar = result["bar"]
+    curve = markdown_table(
+        ["step", "minutes of training", "test AUC-ROC", "test F1"],
+        [[c["step"], f"{c['minutes']:.1f}", f"{c['auc_roc']:.4f}", f"{c['f1']:.4f}"]
+         for c in result["curve"]])
+    return (f"**{name}.json** (measured {result['date']}; {result_status(result)}): "
+            f"`{result['command']}`; passed the bar (AUC >= {bar['auc_roc']}, F1 >= "
+            f"{bar['f1']}, <= {bar['minutes']:g} min wall): "
+            f"**{'yes' if result['passed'] else 'no'}**\n\n" + curve)
+
+
+def time_to_quality_markdown(report: Mapping[str, Any]) -> str:
+    """Markdown: the time-to-quality benchmark (``benchmarks/drive_quality.py --seeds 3``) as
+    written: status, date, code, machine, profile and command, the per-seed table
+    (:func:`quality_seed_table`) and whether the bars were met."""
+    bar = report["bar"]
+    overrides = f" with `{' '.join(report['overrides'])}`" if report["overrides"] else ""
+    return (f"Status: {result_status(report)}.\n\n"
+            f"**Measured {report['date'][:10]}** with code `{report['code']}` on "
+            f"{report['machine']['cpu']} ({report['machine']['threads']} threads), profile "
+            f"`{report['profile']}`{overrides}: `{report['command']}`\n\n"
+            + quality_seed_table(report)
+            + f"\n\nBars (mean AUC-ROC >= {bar['auc_roc']}, mean F1 >= {bar['f1']:.3f}, each "
+            f"seed within {bar['normalised_minutes']:g} normalised minutes): "
+            f"**{'met' if report['passed'] else 'not met'}**.")
+
+
+def time_to_quality_curve(report: Mapping[str, Any]) -> str:
+    """Markdown: the first seed's curve of the time-to-quality benchmark (each saved weights'
+    test quality at the threshold they choose on the training-set images), or '' if none."""
+    if not report["curve"]:
+        return ""
+    return (f"Seed {report['seeds'][0]['seed']}: test quality of the weights saved during "
+            "training, each at the threshold its own weights choose on the training-set "
+            "images.\n\n" + markdown_table(
+                ["step", "minutes of training", "threshold", "test AUC-ROC", "test F1"],
+                [[c["step"], f"{c['minutes']:.2f}", f"{c['threshold']:.3f}",
+                  f"{c['auc_roc']:.4f}", f"{c['f1']:.4f}"] for c in report["curve"]]))
+
+
+def levers_markdown(report: Mapping[str, Any]) -> str:
+    """Markdown: the levers benchmark's rule, baseline steps and status over
+    :func:`levers_table`."""
+    return (f"Levers ({report['rule']}; baseline {report['steps']} steps; "
+            f"`benchmarks/levers.py`; status: {result_status(report)}):\n\n"
+            + levers_table(report))
+
+
+def per_image_table(test_metrics: Mapping[str, Any]) -> str:
+    """Markdown: each test image's AUC-ROC, F1, Se, Sp and accuracy (a run's
+    ``metrics["test"]``, with its ``images`` and ``per_image``)."""
+    keys = ("auc_roc", "f1", "sensitivity", "specificity", "accuracy")
+    return markdown_table(
+        ["image", "AUC-ROC", "F1", "Se", "Sp", "Acc"],
+        [[name, *(f"{m[k]:.4f}" for k in keys)]
+         for name, m in zip(test_metrics["images"], test_metrics["per_image"], strict=True)],
+        align="lrrrrr")

@@ -221,3 +221,14 @@ def test_an_arm_beside_its_counterpart_in_another_study(results) -> None:
     assert rows[0].startswith(
         "| `drive_recipe`, arm `paper_deformation_1img` | 3 | 0.9510 ± 0.0010")
     assert rows[1] == "| `drive_outside_fov_2x`, arm `outside_background` | 0 | n/a | n/a |  |"
+
+
+def test_show_markdown_displays_only_the_parts_that_apply(monkeypatch) -> None:
+    import unet_book.evidence as evidence
+
+    shown = []
+    monkeypatch.setattr(evidence, "display", shown.append)
+    evidence.show_markdown("**a**", "", "b")
+    assert [m.data for m in shown] == ["**a**", "b"]
+    evidence.show_markdown("")
+    assert len(shown) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,20 +13,32 @@ from sklearn.metrics import f1_score, recall_score
 from unet_book.results import (
     COLOURS,
     PROBS_FILE,
+    TABLE_HEADER,
+    available_observer_metrics,
     benchmark_result,
     benchmark_results,
     describe_threshold,
+    drive_comparison_rows,
+    drive_comparison_table,
     error_overlay,
+    headline_row,
+    levers_markdown,
     observer_metrics,
+    per_image_table,
     plot_history,
     plot_predictions,
     plot_roc_pr,
     plot_segments,
+    quality_benchmark_note,
+    quality_benchmark_row,
+    quality_benchmarks,
     quoted_row,
     rank_images,
     run_probabilities,
     run_row,
     threshold_table,
+    time_to_quality_curve,
+    time_to_quality_markdown,
 )
 from unet_core.data.splits import Example, load_data
 
@@ -218,3 +231,172 @@ def test_levers_table_gives_each_arm_its_difference_from_the_same_seeds_baseline
     rows = table.splitlines()[2:]
     assert rows[0].startswith("| baseline |")  # the baseline first
     assert "| 0.9830 | +0.0013 | 0.8200 | +0.0016 |" in rows[1]
+
+
+# -- chapter 6's tables ---------------------------------------------------------------------------
+@pytest.fixture
+def drive_fingerprint(monkeypatch, small_data_root) -> dict:
+    """The current fingerprint of the tiny DRIVE (what ``result_status`` compares with)."""
+    from unet_train.provenance import dataset_fingerprint
+
+    monkeypatch.setenv("UNET_DATA_DIR", str(small_data_root))
+    return dataset_fingerprint("drive")
+
+
+def _pooled(auc: float | None, f1: float) -> dict:
+    return {"auc_roc": auc, "f1": f1, "sensitivity": 0.8, "specificity": 0.97, "accuracy": 0.955}
+
+
+def _quality(fingerprint: dict | None = None, synthetic: bool = False, passed: bool = True,
+             threshold_images: str | None = "training_set") -> dict:
+    """A ``drive_quality*.json`` as ``benchmarks/drive_quality.py`` writes it."""
+    config = {"base_channels": 16}
+    if threshold_images:
+        config["threshold_images"] = threshold_images
+    return {"command": "python benchmarks/drive_quality.py", "date": "2026-12-02T03:26:29+00:00",
+            "data": {"synthetic": synthetic}, "config": config, "wall_minutes": 28.46,
+            "steps": 7913, "threshold": 0.44, "test_pooled": _pooled(0.9819, 0.8317),
+            "bar": {"auc_roc": 0.981, "f1": 0.825, "minutes": 30.0}, "passed": passed,
+            "curve": [{"step": 662, "minutes": 2.27, "auc_roc": 0.96372, "f1": 0.79290},
+                      {"step": 1324, "minutes": 4.31, "auc_roc": 0.97376, "f1": 0.81105}],
+            **({"fingerprint": fingerprint} if fingerprint else {})}
+
+
+def _run(synthetic_profile: str = "cpu") -> SimpleNamespace:
+    names = ["01_test", "02_test"]
+    per_image = [_pooled(0.98, 0.82), _pooled(0.97, 0.79)]
+    return SimpleNamespace(config=SimpleNamespace(profile=synthetic_profile), steps=2000,
+                           train_minutes=10.55,
+                           metrics={"test": {"threshold": 0.4567, "pooled": _pooled(0.98123,
+                                                                                    0.8234),
+                                             "images": names, "per_image": per_image}})
+
+
+def test_quality_benchmarks_leave_out_the_synthetic_ones(tmp_path) -> None:
+    folder = tmp_path / "benchmarks" / "results"
+    folder.mkdir(parents=True)
+    (folder / "drive_quality.json").write_text(json.dumps(_quality()))
+    (folder / "drive_quality_syn.json").write_text(json.dumps(_quality(synthetic=True)))
+    (folder / "levers.json").write_text(json.dumps({"cells": {}}))
+    assert list(quality_benchmarks(tmp_path)) == ["drive_quality"]
+
+
+def test_observer_metrics_only_when_every_image_has_a_second_observer() -> None:
+    both = [_example(0), _example(1)]
+    assert available_observer_metrics(both) == observer_metrics(both)
+    assert available_observer_metrics([_example(0), _example(1, observer=False)]) is None
+
+
+def test_the_headline_row_names_profile_steps_minutes_and_threshold() -> None:
+    row = headline_row(_run())
+    assert row == ["measured: this book's run",
+                   "profile cpu, 2000 steps, 10.6 min training, threshold 0.457",
+                   "0.9812", "0.8234", "0.8000", "0.9700", "0.9550"]
+    assert headline_row(_run(), synthetic=True)[1].endswith("threshold 0.457 (SYNTHETIC data)")
+
+
+def test_a_quality_benchmark_row_says_which_code_made_it(drive_fingerprint) -> None:
+    current = quality_benchmark_row("drive_quality", _quality(drive_fingerprint))
+    assert current[0] == "measured: quality benchmark (drive_quality.json)"
+    assert current[1] == ("2026-12-02: 28.5 min wall, 7913 steps, base width 16, threshold "
+                          "0.440 (F1 optimum on training set images)")
+    assert current[2:4] == ["0.9819", "0.8317"]
+    older = quality_benchmark_row("drive_quality_w24", _quality(threshold_images=None))
+    assert older[0] == "measured: quality benchmark (drive_quality_w24.json, older code)"
+    assert older[1].endswith("(F1 optimum on validation images)")
+
+
+def test_the_comparison_rows_are_measured_then_quoted(drive_fingerprint) -> None:
+    observer = observer_metrics([_example(0), _example(1)])
+    rows = drive_comparison_rows(_run(), {"drive_quality": _quality(drive_fingerprint)},
+                                 observer)
+    assert [r[0] for r in rows] == [
+        "measured: this book's run", "measured: quality benchmark (drive_quality.json)",
+        "measured: second observer", "quoted: seed project", "quoted: orobix/retina-unet"]
+    assert rows[2][2] == "n/a" and rows[2][3] == f"{observer.f1:.4f}"  # no AUC for a mask
+    assert rows[3][2:] == ["0.9390", "0.6280", "n/a", "n/a", "n/a"]
+    assert rows[4][1:4] == ["README: 48x48 patches, GPU", "0.9790", "0.8161"]
+    without = drive_comparison_rows(_run(), {}, None)
+    assert [r[0] for r in without] == ["measured: this book's run", "quoted: seed project",
+                                       "quoted: orobix/retina-unet"]
+
+
+def test_the_comparison_table_is_markdown_under_the_header(drive_fingerprint) -> None:
+    lines = drive_comparison_table(_run(), {"drive_quality": _quality(drive_fingerprint)},
+                                   synthetic=True).splitlines()
+    assert lines[0] == "| " + " | ".join(TABLE_HEADER) + " |"
+    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|"
+    assert len(lines) == 2 + 4
+    assert "(SYNTHETIC data)" in lines[2]
+
+
+def test_a_quality_benchmark_note_reads_its_bar_from_the_file(drive_fingerprint) -> None:
+    note = quality_benchmark_note("drive_quality", _quality(drive_fingerprint))
+    assert note.startswith("**drive_quality.json** (measured 2026-12-02T03:26:29+00:00; "
+                           "current code (`")
+    assert ("`python benchmarks/drive_quality.py`; passed the bar (AUC >= 0.981, F1 >= 0.825, "
+            "<= 30 min wall): **yes**") in note
+    table = note.split("\n\n")[1].splitlines()
+    assert table[0] == "| step | minutes of training | test AUC-ROC | test F1 |"
+    assert table[2:] == ["| 662 | 2.3 | 0.9637 | 0.7929 |", "| 1,324 | 4.3 | 0.9738 | 0.8111 |"]
+    failed = {**_quality(drive_fingerprint, passed=False), "bar": {"auc_roc": 0.99, "f1": 0.9,
+                                                                   "minutes": 15.0}}
+    assert "(AUC >= 0.99, F1 >= 0.9, <= 15 min wall): **no**" in quality_benchmark_note(
+        "x", failed)
+
+
+def _time_to_quality(passed: bool = False, overrides: tuple[str, ...] = ()) -> dict:
+    summary = {k: {"mean": m, "sd": 0.001} for k, m in [
+        ("auc_roc", 0.98), ("f1", 0.827), ("iou", 0.70), ("sensitivity", 0.83),
+        ("specificity", 0.97), ("accuracy", 0.955), ("threshold", 0.42), ("steps", 2800),
+        ("wall_minutes", 8.4), ("normalised_minutes", 15.0)]}
+    return {"command": "python benchmarks/drive_quality.py --seeds 3",
+            "date": "2026-12-02T10:00:00+00:00", "code": "c041566c81", "profile": "cpu",
+            "machine": {"cpu": "AMD EPYC", "threads": 2}, "overrides": list(overrides),
+            "bar": {"auc_roc": 0.982, "f1": 0.83, "normalised_minutes": 15.0},
+            "seeds": [_seed_row(0, 0.980, 0.826), _seed_row(1, 0.981, 0.828)],
+            "summary": summary, "passed": passed,
+            "curve": [{"step": 367, "minutes": 1.0, "threshold": 0.30999, "auc_roc": 0.95141,
+                       "f1": 0.75608}]}
+
+
+def test_the_time_to_quality_markdown_says_what_was_measured_and_the_bars(
+        drive_fingerprint) -> None:
+    text = time_to_quality_markdown(_time_to_quality())
+    assert text.startswith("Status: **older result**: made by commit `c041566c81`")
+    assert ("**Measured 2026-12-02** with code `c041566c81` on AMD EPYC (2 threads), profile "
+            "`cpu`: `python benchmarks/drive_quality.py --seeds 3`") in text
+    assert "| 0 | 0.9800 | 0.8260 |" in text and "| mean ± sd | 0.9800 ± 0.0010 |" in text
+    assert text.endswith("Bars (mean AUC-ROC >= 0.982, mean F1 >= 0.830, each seed within 15 "
+                         "normalised minutes): **not met**.")
+    met = time_to_quality_markdown(_time_to_quality(passed=True, overrides=("lr=0.01", "ema=1")))
+    assert "profile `cpu` with `lr=0.01 ema=1`: `python" in met and met.endswith("**met**.")
+
+
+def test_the_time_to_quality_curve_is_the_first_seeds(drive_fingerprint) -> None:
+    lines = time_to_quality_curve(_time_to_quality()).splitlines()
+    assert lines[0].startswith("Seed 0: test quality of the weights saved during training")
+    assert lines[-1] == "| 367 | 1.00 | 0.310 | 0.9514 | 0.7561 |"
+    assert time_to_quality_curve({**_time_to_quality(), "curve": []}) == ""
+
+
+def test_the_levers_markdown_puts_rule_steps_and_status_over_the_table(
+        drive_fingerprint) -> None:
+    cell = {"arm": "baseline", "seed": 0, "steps": 1500, "train_minutes": 3.0,
+            "step_time_ratio": 1.0, "val_auc_roc": 0.98, "val_f1": 0.82,
+            "eval_seconds_per_image": 1.0, "code": "abc"}
+    text = levers_markdown({"rule": "val AUC on 4 images", "steps": 1500,
+                            "cells": {"b/seed0": cell}, "fingerprint": drive_fingerprint})
+    head, table = text.split("\n\n")
+    assert head == ("Levers (val AUC on 4 images; baseline 1500 steps; `benchmarks/levers.py`; "
+                    f"status: current code (`{drive_fingerprint['code']}`)):")
+    assert table.splitlines()[2].startswith("| baseline | 0 | 1,500 |")
+
+
+def test_the_per_image_table_has_a_row_per_test_image() -> None:
+    lines = per_image_table(_run().metrics["test"]).splitlines()
+    assert lines[0] == "| image | AUC-ROC | F1 | Se | Sp | Acc |"
+    assert lines[2:] == ["| 01_test | 0.9800 | 0.8200 | 0.8000 | 0.9700 | 0.9550 |",
+                         "| 02_test | 0.9700 | 0.7900 | 0.8000 | 0.9700 | 0.9550 |"]
+    with pytest.raises(ValueError):
+        per_image_table({"images": ["a"], "per_image": []})

@@ -1,4 +1,4 @@
-"""unet_book.segment_page: chapter 8's "your own image" HTML, and what the Sphinx extension
+"""unet_book.site.segment_page: chapter 8's "your own image" HTML, and what the Sphinx extension
 copies into the site for it (modules, the named runs' exports, a warning without the runtime)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from unet_book import segment_page
-from unet_book.explorer_widget import SITE_DIR
-from unet_book.segment_page import MODULES, RUNTIME_DIR, modules_version, segment_html
+from unet_book.site import segment_page
+from unet_book.site.mount import SITE_DIR
+from unet_book.site.segment_page import MODULES, RUNTIME_DIR, modules_version, segment_html
 
 
 def test_the_html_names_its_runs_and_imports_this_version() -> None:

@@ -18,14 +18,14 @@ import functools
 import json
 import re
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import KEYS, NUMBERS_PATTERN, SITE, chrome, site_served, wait_for
+from browser import KEYS, NUMBERS_PATTERN, SITE, chrome, wait_for
 
 from unet_book.explorer import run_cases
-from unet_book.explorer_widget import SITE_DIR, STEPS
+from unet_book.explorer_widget import STEPS
+from unet_book.site.mount import SITE_DIR
 from unet_core.metrics import confusion_counts, segmentation_metrics
 from unet_train.runs import runs_dir
 
@@ -34,18 +34,6 @@ PAGE = "notebooks/08_mask_explorer.html"
 SHOTS = SITE.parent / "screenshots"  # the explorer's own screenshots, beside test_site's
 ROOT_JS = "document.querySelector('.unet-explorer .unet-explorer-root')"
 NUMBERS = re.compile(NUMBERS_PATTERN)
-
-
-@pytest.fixture(scope="module")
-def site_url() -> Iterator[str]:
-    yield from site_served(PAGE)
-
-
-@pytest.fixture(scope="module")
-def browser(site_url: str):
-    driver = chrome()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

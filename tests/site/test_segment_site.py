@@ -26,15 +26,15 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from browser import SITE, chrome, site_served, skip_or_fail, wait_for
+from browser import SITE, chrome, skip_or_fail, wait_for
 
 from unet_book.browser_model import tiled_probabilities
+from unet_book.site.mount import SITE_DIR
 from unet_core.data.imageio import read_image, read_mask
 from unet_core.data.paths import data_dir
 from unet_core.metrics import segmentation_metrics
@@ -48,16 +48,10 @@ OUTSIDE_TARGET = 0.01  # share of outside-FOV pixels above the threshold (issue 
 
 
 @pytest.fixture(scope="module")
-def site_url() -> Iterator[str]:
-    yield from site_served(PAGE)
-
-
-@pytest.fixture(scope="module")
-def browser(site_url: str):
-    driver = chrome()
-    driver.set_script_timeout(300)
-    yield driver
-    driver.quit()
+def browser(browser):
+    """The shared browser (conftest.py), with time for the network to run in the page."""
+    browser.set_script_timeout(300)
+    return browser
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +244,6 @@ def test_from_file_urls_the_page_says_why():
 
 
 def test_the_published_manifests_match_their_files(page):
-    from unet_book.explorer_widget import SITE_DIR
-
     for name in page:
         folder = SITE / SITE_DIR / name / "browser"
         record = json.loads((folder / "model.json").read_text())

@@ -15,12 +15,11 @@ which turns that into a failure.
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from browser import SITE, chrome, site_served
+from browser import SITE
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = SITE.parent / "screenshots"
@@ -45,18 +44,6 @@ def _captioned_figures(page: str) -> int:
         return 0
     return sum(line.startswith('# %% mystnb={"figure"')
                for line in source.read_text().splitlines())
-
-
-@pytest.fixture(scope="module")
-def site_url() -> Iterator[str]:
-    yield from site_served()
-
-
-@pytest.fixture(scope="module")
-def browser(site_url: str):
-    driver = chrome()
-    yield driver
-    driver.quit()
 
 
 def _open(browser, url: str) -> None:

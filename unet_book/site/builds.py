@@ -3,11 +3,12 @@
 ``benchmarks/first_build.py`` times a fresh clone's first ``make book`` (real data, default
 profile, ``.venv`` included) and a rebuild, and appends one record per commit to
 ``benchmarks/results/first_build.json``. This module turns those records into the table the
-reproduce page shows (through the ``first-builds`` directive of :mod:`unet_book.site`) and the
-one line the README shows (a test fails when the README's copy drifts), so no duration is
-typed by hand. Two records are a *pair*, whose ratio may be read, only when they were
-measured on the same kind of machine: the same CPU model and core count, the bf16 matmul rate
-within :data:`PAIR_TOLERANCE`, within :data:`PAIR_HOURS` of each other.
+reproduce page shows (through the ``first-builds`` directive, a Sphinx extension of its own
+that :mod:`unet_book.site` sets up) and the one line the README shows (``python -m
+unet_book.site.builds`` rewrites it; a test fails when the README's copy drifts), so no
+duration is typed by hand. Two records are a *pair*, whose ratio may be read, only when they
+were measured on the same kind of machine: the same CPU model and core count, the bf16 matmul
+rate within :data:`PAIR_TOLERANCE`, within :data:`PAIR_HOURS` of each other.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from unet_book.tables import markdown_table
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "first_build.json"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "first_build.json"
 PAIR_TOLERANCE = 0.10  # largest relative difference of two builds' GFLOP/s in a pair
 PAIR_HOURS = 24.0  # largest time between two builds in a pair
 # rows of the table: (label, chapter numbers whose execution seconds they add up)
@@ -138,7 +140,8 @@ def readme_line(records: Sequence[dict]) -> str:
 
 
 README = RESULTS.parents[2] / "README.md"
-BEGIN, END = "<!-- first-builds: made by python -m unet_book.builds -->", "<!-- /first-builds -->"
+BEGIN = "<!-- first-builds: made by python -m unet_book.site.builds -->"
+END = "<!-- /first-builds -->"
 
 
 def _block_span(text: str) -> tuple[int, int] | None:
@@ -167,6 +170,38 @@ def write_readme(readme: Path = README, results: Path = RESULTS) -> bool:
     if new != text:
         readme.write_text(new)
     return new != text
+
+
+def first_builds_directive() -> type:
+    """The ``first-builds`` directive class (made here so that importing this module does
+    not import docutils): no arguments, no content; the table of :func:`first_build_markdown`
+    of :data:`RESULTS`, parsed as MyST where the page puts it; the page is read again when the
+    results file changes (a dependency of the document)."""
+    from docutils import nodes
+    from docutils.parsers.rst import Directive
+    from docutils.statemachine import StringList
+
+    class FirstBuilds(Directive):
+        has_content = False
+
+        def run(self) -> list:
+            env = getattr(self.state.document.settings, "env", None)
+            if env is not None:
+                env.note_dependency(str(RESULTS))
+            text = first_build_markdown(load_builds(RESULTS))
+            container = nodes.container(classes=["first-builds"])
+            self.state.nested_parse(StringList(text.splitlines(), source=str(RESULTS)),
+                                    self.content_offset, container)
+            return [container]
+
+    return FirstBuilds
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """The Sphinx extension of the ``first-builds`` directive (set up by :mod:`unet_book.site`,
+    by name: the package does not import this module, which ``python -m`` runs)."""
+    app.add_directive("first-builds", first_builds_directive())
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
 """The book's Sphinx extension (``_config.yml``: ``sphinx: extra_extensions``): what the built
-site needs to work offline, in one place.
+site needs to work offline, in one place. The site's pieces are this package's modules:
 
 * The mask explorer's ES module and data go into ``_static/unet_explorer/``
-  (:func:`unet_book.explorer_widget.publish_to_site`).
+  (:func:`unet_book.site.explorer_export.publish_to_site`).
 * Chapter 8's "your own image": its ES modules and the exported networks of the runs it
   names go into the same folder, beside onnxruntime-web from ``_vendor/``
-  (:func:`unet_book.segment_page.publish_to_site`).
+  (:func:`unet_book.site.segment_page.publish_to_site`). Both pages' HTML says why it cannot
+  run where it cannot (:mod:`unet_book.site.mount`).
 * A ``favicon.ico`` at the site's root (:func:`write_favicon_ico`), the same mark as
   ``book/favicon.svg``: browsers ask for ``/favicon.ico`` whatever the page links, and a
   missing one is a 404 in the console.
 * The ``first-builds`` directive: the table of measured first builds
-  (:func:`unet_book.builds.first_build_markdown` of ``benchmarks/results/first_build.json``),
-  parsed as MyST where the page puts it, so the reproduce page types no duration by hand.
+  (:func:`unet_book.site.builds.first_build_markdown` of
+  ``benchmarks/results/first_build.json``), parsed as MyST where the page puts it, so the
+  reproduce page types no duration by hand. :mod:`unet_book.site.builds` is an extension of
+  its own, set up here by name: ``python -m unet_book.site.builds`` runs that module, which
+  this package therefore does not import (runpy warns when a package has imported the module
+  it is about to run).
 * Each script a page loads is written once (:func:`unique_scripts`). Jupyter Book 1 registers
   sphinx-thebe's and sphinx-togglebutton's inline scripts twice, and the second
   ``const THEBE_JS_URL`` is an ``Uncaught SyntaxError`` on every page.
@@ -26,8 +31,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unet_book import builds, segment_page
-from unet_book.explorer_widget import FORMAT, publish_to_site
+from unet_book.explorer_widget import FORMAT
+from unet_book.site import explorer_export, segment_page
 
 
 def script_key(script: Any) -> tuple:
@@ -83,34 +88,10 @@ def write_favicon_ico(app: Any, exception: Exception | None) -> None:
     favicon_ico(32).save(Path(app.outdir) / "favicon.ico", sizes=[(16, 16), (32, 32)])
 
 
-def first_builds_directive() -> type:
-    """The ``first-builds`` directive class (made here so that importing this module does
-    not import docutils): no arguments, no content; the page is read again when the results
-    file changes (a dependency of the document)."""
-    from docutils import nodes
-    from docutils.parsers.rst import Directive
-    from docutils.statemachine import StringList
-
-    class FirstBuilds(Directive):
-        has_content = False
-
-        def run(self) -> list:
-            env = getattr(self.state.document.settings, "env", None)
-            if env is not None:
-                env.note_dependency(str(builds.RESULTS))
-            text = builds.first_build_markdown(builds.load_builds(builds.RESULTS))
-            container = nodes.container(classes=["first-builds"])
-            self.state.nested_parse(StringList(text.splitlines(), source=str(builds.RESULTS)),
-                                    self.content_offset, container)
-            return [container]
-
-    return FirstBuilds
-
-
 def setup(app: Any) -> dict[str, Any]:
-    app.add_directive("first-builds", first_builds_directive())
+    app.setup_extension("unet_book.site.builds")  # the first-builds directive
     app.connect("html-page-context", unique_scripts, priority=900)
-    app.connect("build-finished", publish_to_site)
+    app.connect("build-finished", explorer_export.publish_to_site)
     app.connect("build-finished", segment_page.publish_to_site)
     app.connect("build-finished", write_favicon_ico)
     return {"version": str(FORMAT), "parallel_read_safe": True, "parallel_write_safe": True}

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from unet_book.browser_model import EXPORT_DIR, MANIFEST_FILE, ONNX_FILE, export_run
-from unet_book.explorer_widget import SITE_DIR
+from unet_book.site.mount import SITE_DIR, mount_html
 from unet_train.runs import runs_dir
 
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).resolve().parents[1] / "static"  # unet_book/static
 MODULES = ("segment.js", "segment_worker.js", "overlap_tile.js", "image_codec.js",
            "mask_explorer.js")
 RUNTIME_DIR = "_static/onnxruntime-web"
@@ -58,38 +58,23 @@ def segment_html(models: Sequence[tuple[str, str]], element_id: str = "unet-segm
     version = modules_version()
     note = ("Segmenting your own image runs here: it needs JavaScript and the book served "
             "over HTTP (for example <code>python -m http.server -d _build/html</code>).")
-    return f"""<div class="unet-segment" id="{element_id}" data-segment-runs="{runs}">
-<p class="unet-segment-note">{note}</p>
-</div>
-<script type="module">
-const el = document.getElementById("{element_id}");
-const say = (state, text) => {{
-  el.dataset.state = state;
-  const p = el.querySelector(".unet-segment-note") ?? el.appendChild(
-    document.createElement("p"));
-  p.textContent = text;
-}};
-const root = document.documentElement.dataset.content_root;
-if (root === undefined) {{
-  say("elsewhere", "Segmenting your own image in the page runs in the built site; here, " +
-    "use the live explorer's file box or python -m unet_train predict.");
-}} else if (location.protocol === "file:") {{
-  say("file", "Segmenting your own image needs the book served over HTTP (browsers block " +
-    "module scripts, workers and fetches from file://), for example python -m http.server " +
-    "-d _build/html; the figures below show explorer states.");
-}} else {{
-  const base = new URL(root + "{SITE_DIR}/", document.baseURI);
-  const ort = new URL(root + "{RUNTIME_DIR}/", document.baseURI);
-  const models = {entries}.map((m) => ({{ label: m.label,
-    manifestUrl: new URL(m.run + "/{EXPORT_DIR}/model.json", base).href,
-    modelUrl: new URL(m.run + "/{EXPORT_DIR}/model.onnx", base).href }}));
-  import(new URL("segment.js?v={version}", base).href)
-    .then((m) => m.mount(el, {{ models, ortUrl: new URL("ort.wasm.min.mjs", ort).href,
-      wasmBase: ort.href, workerUrl: new URL("segment_worker.js?v={version}", base).href }}))
-    .catch((err) => say("error", "Segmenting your own image could not load (" +
-      err.message + "). It runs in the book served over HTTP."));
-}}
-</script>"""
+    setup = f"""const ort = new URL(root + "{RUNTIME_DIR}/", document.baseURI);
+const models = {entries}.map((m) => ({{ label: m.label,
+  manifestUrl: new URL(m.run + "/{EXPORT_DIR}/model.json", base).href,
+  modelUrl: new URL(m.run + "/{EXPORT_DIR}/model.onnx", base).href }}));"""
+    mount = (f'm.mount(el, {{ models, ortUrl: new URL("ort.wasm.min.mjs", ort).href,\n'
+             f'      wasmBase: ort.href, workerUrl: new URL("segment_worker.js?v={version}", '
+             'base).href })')
+    return mount_html(
+        "unet-segment", element_id, {"segment-runs": runs}, note,
+        module=f"segment.js?v={version}", mount=mount, setup=setup,
+        elsewhere=("Segmenting your own image in the page runs in the built site; here, use "
+                   "the live explorer's file box or python -m unet_train predict."),
+        file=("Segmenting your own image needs the book served over HTTP (browsers block "
+              "module scripts, workers and fetches from file://), for example python -m "
+              "http.server -d _build/html; the figures below show explorer states."),
+        error=("Segmenting your own image could not load ({}). It runs in the book served "
+               "over HTTP."))
 
 
 def publish_export(run_dir: Path, site: Path) -> None:
@@ -153,7 +138,7 @@ def write_page_site(out_dir: Path, models: Sequence[tuple[str, Path]],
     ``_static/unet_explorer/``, ``_static/onnxruntime-web/``): ``models`` are ``(label,
     run folder)`` pairs, exported if needed; ``vendor`` is ``make onnxruntime-web``'s folder.
     The timing benchmark (``benchmarks/browser_speed.py``) serves it; returns ``out_dir``."""
-    vendor = vendor or Path(__file__).resolve().parents[1] / "_vendor" / "onnxruntime-web"
+    vendor = vendor or Path(__file__).resolve().parents[2] / "_vendor" / "onnxruntime-web"
     missing = [f for f in RUNTIME_FILES if not (vendor / f).exists()]
     if missing:
         raise FileNotFoundError(f"{vendor.name}/{missing[0]} is missing: run "
