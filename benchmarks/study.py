@@ -130,18 +130,18 @@ def cell_table(study: Study, results: dict[str, Any], code: str, key: str) -> st
     older = {cell_id(c) for c in results.get("cells", [])} - done
     columns = [(s, f) for s in study.seeds for f in study.fold_ids]
     total = len(study.arms) * len(columns)
+    width = 9  # "missing" and "failed" fit, with room
+    heads = [f"s{s}" + ("" if f is None else f"f{f}") for s, f in columns]
     lines = [f"study {study.name}: {len(done)} of {total} cells done by the current code "
              f"({code}, data {key}), {len(failed)} failed",
-             f"{'arm':<30}" + "".join(f"  s{s}" + ("" if f is None else f"f{f}") + " " * 4
-                                      for s, f in columns)]
+             f"{'arm':<30}" + "".join(f"{h:<{width}}" for h in heads)]
     for arm in study.arms:
         row = []
         for s, f in columns:
             ident = (arm.name, s, f)
             row.append("failed" if ident in failed else "done" if ident in done else
                        "older" if ident in older else "missing")
-        width = 7
-        lines.append(f"{arm.name:<30}" + "".join(f"  {r:<{width + 2}}" for r in row))
+        lines.append(f"{arm.name:<30}" + "".join(f"{r:<{width}}" for r in row))
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ from unet_book.padding import (
 from unet_book.plotting import plot_border_effect, plot_crop_and_copy, plot_tile_grid, show
 from unet_book.source import show_source
 from unet_book.tables import markdown_table
-from unet_core.data import load_drive, resolve_dataset
+from unet_core.data import load_drive, resolve_dataset, shown_path
 from unet_core.model import UNet, receptive_field
 from unet_core.tiling import mirror_indices, plan_axis, predict_tiled
 
@@ -82,7 +82,7 @@ H, W = picture.shape[:2]
 image = torch.from_numpy(picture).permute(2, 0, 1).float()
 image = (image - image.mean(dim=(1, 2), keepdim=True)) / image.std(dim=(1, 2), keepdim=True)
 source = "SYNTHETIC stand-in (real DRIVE not found)" if drive.synthetic else "real DRIVE"
-print(f"image {sample.name}: {source}, {H}x{W} pixels, from {drive.root}")
+print(f"image {sample.name}: {source}, {H}x{W} pixels, from {shown_path(drive.root)}")
 
 # %% [markdown]
 # ## One convolution at the border

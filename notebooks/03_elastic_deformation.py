@@ -73,7 +73,7 @@ from unet_core.augment import (
     tile_displacement_field,
     warp,
 )
-from unet_core.data import resolve_dataset
+from unet_core.data import resolve_dataset, shown_path
 from unet_core.model import UNet
 
 chapter_started = time.perf_counter()
@@ -91,7 +91,7 @@ isbi, drive = resolve_dataset("isbi2012"), resolve_dataset("drive")
 slices, photos = isbi.load("train"), drive.load("training")
 for data, n in ((isbi, len(slices)), (drive, len(photos))):
     source = "SYNTHETIC stand-in (real data not found)" if data.synthetic else "real data"
-    print(f"{data.name}: {source}, {n} training images, from {data.root}")
+    print(f"{data.name}: {source}, {n} training images, from {shown_path(data.root)}")
 em, fundus = slices[0], photos[0]
 print(f"EM slice {em.name}: {em.image.shape}, membranes on {em.membranes.mean():.0%} of pixels")
 print(f"DRIVE {fundus.name}: {fundus.image.shape}, vessels on {fundus.vessels.mean():.1%}")

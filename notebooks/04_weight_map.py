@@ -67,7 +67,7 @@ from unet_book.weight_plots import (
     two_cells,
     weight_mass_near_borders,
 )
-from unet_core.data import resolve_dataset
+from unet_core.data import resolve_dataset, shown_path
 from unet_core.losses import weighted_cross_entropy
 from unet_core.weights import (
     balanced_class_weights,
@@ -157,7 +157,8 @@ show_source(weight_map)
 isbi = resolve_dataset("isbi2012")
 train = isbi.load("train")
 source = "SYNTHETIC stand-in (real ISBI 2012 not found)" if isbi.synthetic else "real ISBI 2012"
-print(f"{source}: {len(train)} training slices of {train[0].image.shape}, from {isbi.root}")
+print(f"{source}: {len(train)} training slices of {train[0].image.shape}, "
+      f"from {shown_path(isbi.root)}")
 assert len(train) == 30 and train[0].image.shape == (512, 512)
 
 # %% [markdown]

@@ -22,6 +22,7 @@ from unet_core.data import (
     read_mask,
     read_rgb,
     resolve_dataset,
+    shown_path,
 )
 
 H, W = 12, 10
@@ -507,3 +508,11 @@ def test_green_clahe_equalises_the_green_channel_at_8_bits():
     assert out.std() > image[:, :, 1].std() / 255  # the contrast grew
     # A float image in [0, 1] gives the same result as its 8-bit original.
     np.testing.assert_allclose(prepare_image(image.astype(np.float32) / 255, "green_clahe"), out)
+
+
+def test_a_data_path_is_shown_relative_to_the_data_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("UNET_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data" / "DRIVE").mkdir(parents=True)
+    assert shown_path(tmp_path / "data" / "DRIVE") == "$UNET_DATA_DIR/DRIVE"
+    assert shown_path(tmp_path / "data") == "$UNET_DATA_DIR"
+    assert shown_path(tmp_path / "elsewhere" / "isbi2012") == "isbi2012"  # no absolute path

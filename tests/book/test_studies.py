@@ -6,6 +6,7 @@ import collections
 import hashlib
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -144,6 +145,9 @@ def test_runner_trains_missing_cells_records_them_and_resumes(benchmark_script, 
     assert runner.main([*args, "--cells"]) == 0
     table = capsys.readouterr().out
     assert "2 of 9 cells done" in table and "missing" in table
+    starts = [[m.start() for m in re.finditer(r"\S+", line)][1:]
+              for line in table.splitlines()[1:]]
+    assert all(row == starts[0] for row in starts)  # each status under its cell's heading
     before = (out_dir / "smoke_test.json").read_text()
     assert runner.main([*args, "--seeds", "0", "--arms", "plain"]) == 0  # nothing to do
     assert json.loads((out_dir / "smoke_test.json").read_text())["cells"] == json.loads(

@@ -2,7 +2,8 @@
 
 Modules, one concern each:
 
-* :mod:`.paths` -- :func:`data_dir`, the one data-directory setting (``$UNET_DATA_DIR``).
+* :mod:`.paths` -- :func:`data_dir`, the one data-directory setting (``$UNET_DATA_DIR``), and
+  :func:`shown_path`, a data path as a page may print it.
 * :mod:`.errors` -- :class:`DataError`, raised for every problem with files on disk.
 * :mod:`.imageio` -- validated image reading and mask binarisation (all PIL modes).
 * :mod:`.drive` -- :func:`load_drive` for DRIVE's official layout.
@@ -19,7 +20,7 @@ from unet_core.data.drive import DRIVE_SPLITS, DriveSample, load_drive
 from unet_core.data.errors import DataError
 from unet_core.data.imageio import binarize_mask, read_gray, read_mask, read_rgb
 from unet_core.data.isbi2012 import ISBI_SPLITS, IsbiSample, load_isbi2012
-from unet_core.data.paths import DATA_DIR_ENV, data_dir
+from unet_core.data.paths import DATA_DIR_ENV, data_dir, shown_path
 from unet_core.data.resolve import (
     DATASETS,
     ResolvedDataset,
@@ -56,6 +57,7 @@ __all__ = [
     "read_mask",
     "read_rgb",
     "resolve_dataset",
+    "shown_path",
     "synthetic_em",
     "synthetic_fundus",
     "write_synthetic_drive",

@@ -20,3 +20,13 @@ def data_dir() -> Path:
     """
     return Path(os.environ.get(DATA_DIR_ENV, "./data"))
 
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a page may print it: relative to the data directory
+    (``$UNET_DATA_DIR/DRIVE``) when it lies inside it, else only its last part, never an
+    absolute path of the machine that built the page."""
+    target, root = Path(path).resolve(), data_dir().resolve()
+    if target == root or root in target.parents:
+        return "/".join(("$" + DATA_DIR_ENV, *target.relative_to(root).parts))
+    return target.name
