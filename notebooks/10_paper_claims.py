@@ -32,6 +32,8 @@
 # * the 95 % Student-t interval of the mean difference: **supported** when it lies on the
 #   paper's side of zero, **contradicted** when it lies on the other, **undecided at this
 #   budget** otherwise; with fewer than three pairs, **incomplete**;
+# * no verdict from a partly run study: until every planned cell of both arms has run (done
+#   or failed), a comparison is **incomplete**, and its running numbers are marked interim;
 # * a cell whose training diverges or does not learn is **failed** (the rule is printed below
 #   the verdicts): named with its reason, never averaged, never paired. Only training and
 #   validation data decide that.

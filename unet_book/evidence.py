@@ -250,6 +250,16 @@ def arms_table(view: StudyView, metrics: Sequence[str] | None = None) -> str:
     return markdown_table(header, rows, align="l" + "r" * (len(header) - 2) + "l")
 
 
+def samples_text(v: Verdict) -> str:
+    """The paired samples of a verdict, with how many of the planned ones have run while the
+    study is partly run (the stopping rule: its verdict is then incomplete)."""
+    if v.planned and not v.run:
+        return f"0 (of {v.planned} planned)"
+    if v.planned and v.run < v.planned:
+        return f"{v.n} (interim: {v.run} of {v.planned} run)"
+    return f"{v.n}"
+
+
 def comparison_rows(view: StudyView, claims: Sequence[str] | None = None,
                     metric: str | None = None) -> list[Verdict]:
     found = verdicts(view.study, view.cells, metric)
@@ -263,7 +273,7 @@ def comparisons_table(view: StudyView, claims: Sequence[str] | None = None,
     rows = []
     for v in comparison_rows(view, claims, metric):
         better = "higher" if DIRECTION[v.metric] > 0 else "lower"
-        rows.append([v.comparison.claim, v.comparison.statement, v.n,
+        rows.append([v.comparison.claim, v.comparison.statement, samples_text(v),
                      _fmt(v.mean, sign=True) + ("" if v.sd is None else f" (sd {v.sd:.4f})"),
                      "n/a" if v.low is None else f"[{v.low:+.4f}, {v.high:+.4f}]",
                      f"**{v.verdict}**", f"{METRIC_NAMES.get(v.metric, v.metric)} ({better} "
@@ -323,7 +333,7 @@ def claims_table(views: dict[str, StudyView]) -> str:
                  if w.comparison == v.comparison), None)
             overall = v.verdict if twice is None else budget_verdict(v.verdict, twice.verdict)
             rows.append([claim.key, claim.section, v.comparison.statement,
-                         f"`{claim.study}`", v.n, v.verdict,
+                         f"`{claim.study}`", samples_text(v), v.verdict,
                          "not run at twice the steps" if claim.doubled is None else
                          "n/a" if twice is None else f"{twice.verdict} ({twice.n} seeds)",
                          f"**{overall}**"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from unet_book.evidence import METRIC_NAMES, StudyView, comparison_rows
+from unet_book.evidence import METRIC_NAMES, StudyView, comparison_rows, samples_text
 from unet_book.tables import markdown_table
 from unet_core.model import UNet, count_parameters
 from unet_train.config import TrainConfig
@@ -40,8 +40,8 @@ def study_effect(views: Mapping[str, StudyView], study: str, paper_arm: str, oth
     older = "" if views[study].current else " (older code)"
     interval = "" if v.low is None else f", 95 % interval [{v.low:+.4f}, {v.high:+.4f}]"
     return (f"claim {v.comparison.claim}: **{v.verdict}**; paper minus ours "
-            f"{v.mean:+.4f} {METRIC_NAMES.get(metric, metric)} over {v.n} paired samples"
-            f"{interval} (`{study}`){older}")
+            f"{v.mean:+.4f} {METRIC_NAMES.get(metric, metric)} over {samples_text(v)} "
+            f"paired samples{interval} (`{study}`){older}")
 
 
 def parameter_counts(paper: TrainConfig, ours: TrainConfig) -> tuple[int, int]:

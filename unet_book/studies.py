@@ -22,6 +22,12 @@ seeds): **supported** when it lies above zero, **contradicted** when below, **un
 budget** otherwise; fewer than 3 seeds: **incomplete**. The test set decides nothing else: the
 threshold is chosen on training images, the steps are fixed in advance.
 
+**No interim verdicts** (the stopping rule): a comparison is read only once every cell the
+study plans for both of its arms (each seed, and each fold in a cross-validation) has run,
+done or failed; until then it is **incomplete**, and its running mean and interval are shown
+as interim numbers only. Looking at a partly run study and stopping when the interval clears
+zero would make the 95 % interval a lie.
+
 In a cross-validated study (``folds``, ISBI 2012) a paired sample is one ``(seed, fold)``: both
 arms trained with that seed and tested on that fold; ``n`` counts these pairs.
 
@@ -516,6 +522,8 @@ class Verdict:
     high: float | None
     verdict: str
     seeds: tuple[int, ...]
+    planned: int = 0  # the samples (seeds, or seed x fold pairs) the study plans
+    run: int = 0  # of those, the ones both arms have run (done or failed)
 
 
 def paired_differences(cells: Sequence[Mapping[str, Any]], paper: str, other: str,
@@ -561,13 +569,26 @@ def verdicts(study: Study, cells: Sequence[Mapping[str, Any]],
              metric: str | None = None) -> list[Verdict]:
     """Every comparison of ``study`` decided on ``cells`` (current code only)."""
     metric = metric or study.metric
+    planned = planned_samples(study)
     out = []
     for comp in study.comparisons:
         diffs = paired_differences(cells, comp.paper, comp.other, metric)
         result, mean, sd, low, high = verdict(diffs, DIRECTION[metric])
+        run = {sample_id(c) for c in cells if c["arm"] == comp.paper} & {
+            sample_id(c) for c in cells if c["arm"] == comp.other}
+        if not planned <= run:  # the stopping rule: no verdict from a partly run study
+            result = "incomplete"
         out.append(Verdict(comp, metric, len(diffs), mean, sd, low, high, result,
-                           tuple(diffs)))
+                           tuple(diffs), len(planned), len(planned & run)))
     return out
+
+
+def planned_samples(study: Study) -> set[Any]:
+    """The samples a comparison of ``study`` pairs when every cell has run: its seeds, or
+    its ``(seed, fold)`` pairs in a cross-validation (:func:`sample_id`)."""
+    if study.folds:
+        return {(seed, fold) for seed in study.seeds for fold in study.fold_ids}
+    return set(study.seeds)
 
 
 def arm_summary(cells: Sequence[Mapping[str, Any]], arm: str, metric: str,

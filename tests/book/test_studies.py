@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import unet_train.train as train_module
-from unet_book import scoring, studies
+from unet_book import evidence, scoring, studies
 from unet_book.studies import (
     STUDIES,
     Arm,
@@ -71,6 +71,33 @@ def test_pairs_are_by_seed_and_other_code_is_history() -> None:
                   (Comparison("C0", "a vs b", "a", "b"),), steps=4)
     (v,) = verdicts(study, now)
     assert v.verdict == "incomplete" and v.n == 1 and v.seeds == (0,)
+
+
+def test_no_verdict_until_every_planned_cell_has_run() -> None:
+    """The stopping rule: a clear interval from a partly run study is still incomplete; a
+    failed cell counts as run (it is never paired); a cross-validation plans seed x fold."""
+    study = Study("t", "t", "drive", {"profile": "smoke"}, (Arm("a", "A"), Arm("b", "B")),
+                  (Comparison("C0", "a vs b", "a", "b"),), steps=4, seeds=(0, 1, 2, 3))
+    cells = [_cell(arm, s, v + 0.01 * s) for s in range(3) for arm, v in (("a", .9), ("b", .8))]
+    assert verdict(paired_differences(cells, "a", "b", "auc_roc"))[0] == "supported"
+    (v,) = verdicts(study, cells)
+    assert (v.verdict, v.n, v.run, v.planned) == ("incomplete", 3, 3, 4)
+    assert evidence.samples_text(v) == "3 (interim: 3 of 4 run)"
+    failed = [*cells, _cell("a", 3, 0.5), {**_cell("b", 3, 0.9), "failed": "diverged"}]
+    (v,) = verdicts(study, failed)
+    assert (v.verdict, v.n, v.run, v.planned) == ("supported", 3, 4, 4)
+    assert evidence.samples_text(v) == "3"
+    cv = Study("cv", "cv", "isbi2012", {"profile": "smoke"}, study.arms, study.comparisons,
+               steps=4, seeds=(0, 1), folds=3)
+    assert studies.planned_samples(cv) == {(s, f) for s in (0, 1) for f in range(3)}
+    (v,) = verdicts(cv, [])
+    assert (v.verdict, evidence.samples_text(v)) == ("incomplete", "0 (of 6 planned)")
+    folded = [{**_cell(arm, s, v + 0.01 * s + 0.002 * f), "fold": f}
+              for s in (0, 1) for f in range(3) for arm, v in (("a", .9), ("b", .8))]
+    (v,) = verdicts(cv, folded[:-1])
+    assert (v.verdict, v.n, v.run, v.planned) == ("incomplete", 5, 5, 6)
+    (v,) = verdicts(cv, folded)
+    assert (v.verdict, v.n) == ("supported", 6)
 
 
 def test_equal_time_steps_follow_the_stored_ratio() -> None:
