@@ -17,7 +17,9 @@ failure rule (:func:`unet_book.studies.failure`) says so, why it failed. A cell 
 the results file holds it for the *current* code and data; cells of other code stay in the
 file as history. Run folders are ``$UNET_RUNS_DIR/study-<name>-<arm>-s<seed>[-f<fold>]-<key>``,
 so a killed study resumes its cell from the last checkpoint; they keep ``model.pt`` and the
-probability maps that ``--rescore`` reads.
+probability maps that ``--rescore`` reads. Ctrl-C (or SIGTERM) during a cell's training writes
+its checkpoint and stops; during its final evaluation or scoring, the study records the cell
+and then stops (exit code 128 + the signal's number either way).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +61,7 @@ from unet_train.compute import (
 )
 from unet_train.config import TrainConfig
 from unet_train.devices import cpu_kind, processor_name
-from unet_train.faults import TrainingDiverged, TrainingInterrupted
+from unet_train.faults import TrainingDiverged, TrainingInterrupted, signals_to_flag
 from unet_train.identity import study_run_name
 from unet_train.provenance import dataset_fingerprint
 from unet_train.recipe import class_reweighting, instance_labels
@@ -191,6 +194,8 @@ def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, ke
                      "machine": _machine(rate(dtype), dtype)})
         cell["failed"] = failure(cell)
         return cell
+    if result.late_signal is not None:  # it came after the last step: pass it to main's flag
+        signal.raise_signal(result.late_signal)
     wall = (time.perf_counter() - t0) / 60
     dtype = run_dtype(json.loads((result.run_dir / ENVIRONMENT).read_text()))
     gflops = rate(dtype)
@@ -291,24 +296,32 @@ def main(argv: list[str] | None = None) -> int:
         print(cell_table(study, results, code, key))
         return 0
     seconds = step_times(study, results, [a for a, _, _ in todo], directory)
-    for arm, seed, fold in todo:
-        steps = equal_time_steps(study, study.arm(arm), seconds)
-        try:
-            cell = run_cell(study, arm, seed, fold, steps, key, rate)
-        except TrainingInterrupted as stop:  # the checkpoint is written: rerun to resume
-            print(f"interrupted: {stop}", file=sys.stderr)
-            return stop.exit_code
-        cell.update({"date": _now(), "code_version": code_version()})
-        results = load_results(study.name, directory)  # another process may have added cells
-        results["cells"] = [c for c in results.get("cells", [])
-                            if not (cell_id(c) == (arm, seed, fold)
-                                    and c["fingerprint"]["code"] == code
-                                    and c["fingerprint"]["key"] == key
-                                    and c.get("config_key") == cell["config_key"])] + [cell]
-        _save(study, results, directory)
-        metric = (cell["metrics"] or {}).get(study.metric)
-        failed = f" (failed: {cell['failed']})" if cell.get("failed") else ""
-        print(f"  -> {study.metric} = {metric}{failed}", flush=True)
+    # a signal between the cells' training (while a cell is scored, or after the last step of
+    # its run) stops the study once that cell is recorded; one during training stops it at once
+    with signals_to_flag() as caught:
+        for arm, seed, fold in todo:
+            steps = equal_time_steps(study, study.arm(arm), seconds)
+            try:
+                cell = run_cell(study, arm, seed, fold, steps, key, rate)
+            except TrainingInterrupted as stop:  # the checkpoint is written: rerun to resume
+                print(f"interrupted: {stop}", file=sys.stderr)
+                return stop.exit_code
+            cell.update({"date": _now(), "code_version": code_version()})
+            results = load_results(study.name, directory)  # another process may have added cells
+            results["cells"] = [c for c in results.get("cells", [])
+                                if not (cell_id(c) == (arm, seed, fold)
+                                        and c["fingerprint"]["code"] == code
+                                        and c["fingerprint"]["key"] == key
+                                        and c.get("config_key") == cell["config_key"])] + [cell]
+            _save(study, results, directory)
+            metric = (cell["metrics"] or {}).get(study.metric)
+            failed = f" (failed: {cell['failed']})" if cell.get("failed") else ""
+            print(f"  -> {study.metric} = {metric}{failed}", flush=True)
+            if "signum" in caught:
+                name = signal.Signals(caught["signum"]).name
+                print(f"interrupted: {name} received: stopped after this cell, which is "
+                      "recorded. Run the same command again to go on.", file=sys.stderr)
+                return 128 + caught["signum"]
     print(cell_table(study, results, code, key))
     return 0
 

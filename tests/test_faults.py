@@ -97,6 +97,21 @@ def test_sigterm_writes_a_checkpoint_and_exits_143_saying_how_to_resume(tmp_path
     assert f"stopped after step {step} " in err  # the checkpoint is of the step it names
 
 
+def test_a_signal_during_the_final_evaluation_is_returned_with_the_finished_run(
+        tmp_path, data, monkeypatch, one_thread):
+    real = train_module.choose_threshold
+
+    def interrupted(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)  # after the last step's check
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "choose_threshold", interrupted)
+    result = train(_cfg(steps=2, eval_every=2), tmp_path / "run", data_root=data,
+                   progress=False, log=_quiet)
+    assert result.late_signal == signal.SIGTERM and result.steps == 2
+    assert (tmp_path / "run" / "model.pt").exists() and "test" in result.metrics
+
+
 def test_a_fresh_run_removes_the_finished_run_it_replaces_and_nothing_else(tmp_path, data,
                                                                          one_thread):
     cfg = _cfg(steps=4, eval_every=2)
@@ -194,6 +209,7 @@ def test_a_cpu_without_bf16_trains_in_fp32_and_says_so(tmp_path, data, monkeypat
     result = train(_cfg(steps=2, eval_every=2), tmp_path / "run", data_root=data,
                    progress=False, log=said.append)
     assert any("fp32: this CPU has no native bf16" in s for s in said)
+    assert result.late_signal is None  # no signal: none reported
     env = json.loads((result.run_dir / "environment.json").read_text())
     assert env["precision"] == "fp32" and env["device"] == "cpu" and env["threads"] == 1
     assert set(env["placement"]["train"]["seconds"]) == {"fp32/contiguous", "fp32/channels_last"}

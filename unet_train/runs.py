@@ -91,6 +91,9 @@ class RunResult:
     #: (on the run's device, in its inference placement), in memory only, so a caller that
     #: needs them again (a study's scoring) predicts nothing twice; None where not evaluated.
     probabilities: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
+    #: SIGINT or SIGTERM that arrived after the last step's check, during the final evaluation:
+    #: the run finished all the same; a caller running several (a study) stops after this one.
+    late_signal: int | None = None
 
 
 # -- writing ----------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ Faults:
   generators whose states are saved, for every process.
 * SIGINT (Ctrl-C) and SIGTERM (a scheduler's notice) write a checkpoint at the end of the
   current step and raise :class:`TrainingInterrupted`; the command line then exits with
-  ``128 + signal number`` (130, 143) and a line that says how to resume.
+  ``128 + signal number`` (130, 143) and a line that says how to resume. One that arrives
+  after the last step, during the final evaluation, lets the finished run be written and
+  returned, with ``RunResult.late_signal`` set so that a caller running several stops there.
 * A loss, a gradient norm or a parameter that becomes NaN or infinite stops the run with
   :class:`TrainingDiverged`; no step is taken with it and the last good checkpoint is kept.
   ``grad_clip`` (optional) clips the gradient norm.
@@ -315,7 +317,10 @@ def train(
             write_environment(run_dir, run._environment())
             write_provenance(run_dir, run.provenance)
         with signals_to_flag() as caught:
-            return _loop(run, caught, progress, stop_after, batches, log)
+            result = _loop(run, caught, progress, stop_after, batches, log)
+        # a signal after the last step's check came during the final evaluation: the run is
+        # complete, so it is returned, and the signal with it rather than lost
+        return replace(result, late_signal=caught.get("signum"))
     finally:
         group.close()
 

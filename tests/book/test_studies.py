@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -179,6 +180,34 @@ def test_runner_trains_missing_cells_records_them_and_resumes(benchmark_script, 
     assert runner.main([*args, "--seeds", "0", "--arms", "plain"]) == 0  # nothing to do
     assert json.loads((out_dir / "smoke_test.json").read_text())["cells"] == json.loads(
         before)["cells"]
+
+
+def test_a_signal_during_a_cells_final_evaluation_stops_the_study_after_recording_it(
+        benchmark_script, smoke_study, tmp_path, monkeypatch, capsys) -> None:
+    """Ctrl-C after a cell's last step (while it is evaluated) is not lost: the cell is
+    recorded, the next is not started, and the exit code is 128 + SIGINT."""
+    real = train_module.choose_threshold
+    sent: list[int] = []
+
+    def interrupted_once(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not sent:
+            sent.append(1)
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "choose_threshold", interrupted_once)
+    runner = benchmark_script("study")
+    out_dir = tmp_path / "results"
+    code = runner.main(["smoke_test", "--results-dir", str(out_dir), "--seeds", "0",
+                        "--arms", "plain,noaug"])
+    assert code == 128 + signal.SIGINT and sent == [1]
+    cells = json.loads((out_dir / "smoke_test.json").read_text())["cells"]
+    assert [(c["arm"], c["seed"], c["steps"]) for c in cells] == [("plain", 0, 4)]
+    assert 0 <= cells[0]["metrics"]["auc_roc"] <= 1
+    err = capsys.readouterr().err
+    assert "SIGINT received: stopped after this cell, which is recorded" in err
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_runner_refuses_unknown_names(benchmark_script, smoke_study, tmp_path, capsys) -> None:
