@@ -150,8 +150,11 @@ def smoke_study(monkeypatch, tmp_path, small_data_root) -> Study:
 
 
 def test_runner_trains_missing_cells_records_them_and_resumes(benchmark_script, smoke_study,
-                                                              tmp_path, capsys) -> None:
+                                                              tmp_path, monkeypatch,
+                                                              capsys) -> None:
     runner = benchmark_script("study")
+    rates = iter([100.0, 200.0, 300.0, 400.0])  # the machine's rate as load comes and goes
+    monkeypatch.setattr(runner, "matmul_gflops", lambda dtype: next(rates))
     out_dir = tmp_path / "results"
     args = ["smoke_test", "--results-dir", str(out_dir)]
     assert runner.main([*args, "--seeds", "0", "--arms", "plain,same_time"]) == 0
@@ -161,6 +164,11 @@ def test_runner_trains_missing_cells_records_them_and_resumes(benchmark_script, 
     seconds = results["step_times"]["seconds"]
     assert set(seconds) == {"plain", "same_time"}
     assert cells[1]["steps"] == max(1, round(4 * seconds["plain"] / seconds["same_time"]))
+    # measured once before the first cell, then again for each cell after its training
+    assert [c["machine"]["matmul_gflops"] for c in cells] == [200.0, 300.0]
+    assert [c["normalised_minutes"] for c in cells] == [
+        pytest.approx(c["minutes"] * g / 400, abs=1e-4)
+        for c, g in zip(cells, (200, 300), strict=True)]
     for c in cells:
         assert c["fingerprint"]["data"]["source"] == "real" and c["fingerprint"]["code"]
         assert c["machine"]["matmul_gflops"] > 0 and c["date"] and c["minutes"] > 0
