@@ -171,9 +171,11 @@ def score(cell: dict[str, Any], cfg: TrainConfig,
 
 
 def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, key: str,
-             rate: Callable[[torch.dtype], float]) -> dict[str, Any]:
-    """Train one cell, score it and record it; its normalised minutes use the matmul rate
-    (``rate``) of the precision the run trained in (its ``environment.json``)."""
+             rate: Callable[[torch.dtype], float]) -> tuple[dict[str, Any], int | None]:
+    """Train one cell and score it; its normalised minutes use the matmul rate (``rate``) of
+    the precision the run trained in (its ``environment.json``). Returns the cell and the
+    signal that arrived after its last step (``RunResult.late_signal``), if any: the caller
+    records the cell, then stops."""
     cfg = study.config(arm, seed, steps, fold)
     run_dir = runs_dir() / study_run_name(study.name, arm, seed, fold, key)
     where = "" if fold is None else f" fold {fold}"
@@ -193,9 +195,7 @@ def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, ke
                      "fingerprint": dataset_fingerprint(cfg.dataset),
                      "machine": _machine(rate(dtype), dtype)})
         cell["failed"] = failure(cell)
-        return cell
-    if result.late_signal is not None:  # it came after the last step: pass it to main's flag
-        signal.raise_signal(result.late_signal)
+        return cell, None
     wall = (time.perf_counter() - t0) / 60
     dtype = run_dtype(json.loads((result.run_dir / ENVIRONMENT).read_text()))
     gflops = rate(dtype)
@@ -206,7 +206,7 @@ def run_cell(study: Study, arm: str, seed: int, fold: int | None, steps: int, ke
     score(cell, cfg, evaluated_probabilities(result))  # each image predicted once per cell
     if reason := failure(cell):
         cell["failed"] = reason
-    return cell
+    return cell, result.late_signal
 
 
 def rescore(study: Study, directory: Path) -> int:
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         for arm, seed, fold in todo:
             steps = equal_time_steps(study, study.arm(arm), seconds)
             try:
-                cell = run_cell(study, arm, seed, fold, steps, key, rate)
+                cell, late = run_cell(study, arm, seed, fold, steps, key, rate)
             except TrainingInterrupted as stop:  # the checkpoint is written: rerun to resume
                 print(f"interrupted: {stop}", file=sys.stderr)
                 return stop.exit_code
@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             metric = (cell["metrics"] or {}).get(study.metric)
             failed = f" (failed: {cell['failed']})" if cell.get("failed") else ""
             print(f"  -> {study.metric} = {metric}{failed}", flush=True)
+            if late is not None:  # it came during the cell's final evaluation, in train's handler
+                caught.setdefault("signum", late)
             if "signum" in caught:
                 name = signal.Signals(caught["signum"]).name
                 print(f"interrupted: {name} received: stopped after this cell, which is "

@@ -8,6 +8,7 @@ real stderr; the others call :func:`unet_train.cli.main` in-process. Interrupted
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -179,6 +180,21 @@ def test_an_interrupted_run_says_how_to_resume_and_exits_128_plus_signal(signum,
     assert main(["train", "--profile", "smoke"]) == 128 + signum
     captured = capsys.readouterr()
     assert captured.err.strip() == message and "Traceback" not in captured.err
+
+
+def test_a_signal_during_the_final_evaluation_says_the_run_finished_and_exits_128_plus_signal(
+        tmp_path, monkeypatch, capsys):
+    """The run is complete and saved (curves drawn, folder printed); the exit code still
+    stops a shell loop that runs several, as a Ctrl-C during training would."""
+    finished = _finished(tmp_path / "run")
+    monkeypatch.setattr(cli, "train", lambda *a, **k: dataclasses.replace(
+        finished(*a, **k), late_signal=signal.SIGINT))
+    assert main(["train", "--profile", "smoke"]) == 128 + signal.SIGINT
+    captured = capsys.readouterr()
+    assert captured.out == f"run directory: {tmp_path / 'run'}\n"
+    assert captured.err.strip() == ("SIGINT received after the last step: the run finished "
+                                    "and is saved; nothing to resume")
+    assert (tmp_path / "run" / "curves.png").exists()
 
 
 def _finished(run_dir: Path):

@@ -12,7 +12,9 @@ Errors: a user error (a missing, truncated, corrupt or foreign checkpoint, an un
 folder, a bad config value, a diverged run) prints one line ``error: ...`` on stderr naming the
 file or setting and what to do, never a traceback, and exits with 1 (2 for a bad option or
 config value). An interrupted run (SIGINT, SIGTERM; a checkpoint was written) prints how to
-resume and exits with 128 + the signal's number. Under ``torchrun`` only rank 0 prints (also
+resume and exits with 128 + the signal's number; one that comes after the last step, during
+the final evaluation, lets the run finish and be saved, says so, and exits with the same code
+(so that a script running several runs stops too). Under ``torchrun`` only rank 0 prints (also
 the errors, which every rank meets alike) and draws ``curves.png``; the other ranks stay silent
 and exit with the same code.
 """
@@ -23,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -243,6 +246,12 @@ def _train(args: argparse.Namespace) -> int:
     if _main_rank():  # under torchrun the other ranks have no run folder to draw or report
         save_curves(result.run_dir, result.history)
         print(f"run directory: {result.run_dir}")
+    if result.late_signal is not None:  # it came during the final evaluation: the run is done
+        if _main_rank():
+            name = signal.Signals(result.late_signal).name
+            print(f"{name} received after the last step: the run finished and is saved; "
+                  "nothing to resume", file=sys.stderr)
+        return 128 + result.late_signal  # a script that runs several stops here too
     return 0
 
 

@@ -22,7 +22,8 @@ Faults:
   current step and raise :class:`TrainingInterrupted`; the command line then exits with
   ``128 + signal number`` (130, 143) and a line that says how to resume. One that arrives
   after the last step, during the final evaluation, lets the finished run be written and
-  returned, with ``RunResult.late_signal`` set so that a caller running several stops there.
+  returned, with ``RunResult.late_signal`` set so that a caller running several stops there
+  (the command line says so and exits with the same code).
 * A loss, a gradient norm or a parameter that becomes NaN or infinite stops the run with
   :class:`TrainingDiverged`; no step is taken with it and the last good checkpoint is kept.
   ``grad_clip`` (optional) clips the gradient norm.
