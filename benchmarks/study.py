@@ -280,16 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     if fp["data"]["source"] != "real":
         print(f"note: {study.dataset} is the synthetic stand-in here: these cells are not "
               "results on the real data", flush=True)
-    # measured on every call: once before the first cell, then by each cell just after its
-    # training (a rate measured once for a study of hours would put a moment's load, another
-    # process, into every cell after it)
+    # measured by each cell just after its training (a rate measured once for a study of
+    # hours would put a moment's load, another process, into every cell after it)
     def rate(dtype: torch.dtype) -> float:
         gflops = matmul_gflops(dtype)
         print(f"matmul {gflops:.0f} GFLOP/s in {dtype} (a normalised minute is "
               f"{REFERENCE_GFLOPS:.0f} GFLOP/s)", flush=True)
         return gflops
 
-    rate(training_dtype(study.config(arms[0], seed=0, fold=folds[0])))
     done = {cell_id(c) for c in current_cells(results, code, key, study)}
     todo = [(a, s, f) for s in seeds for f in folds for a in arms if (a, s, f) not in done]
     if not todo:

@@ -243,16 +243,14 @@ def _train(args: argparse.Namespace) -> int:
             raise
         raise ValueError(f"{describe_error(exc)}: cannot resume from it; move it away, or "
                          "start the run over with --no-resume") from exc
+    late = result.late_signal  # it came during the final evaluation: the run is done
     if _main_rank():  # under torchrun the other ranks have no run folder to draw or report
         save_curves(result.run_dir, result.history)
         print(f"run directory: {result.run_dir}")
-    if result.late_signal is not None:  # it came during the final evaluation: the run is done
-        if _main_rank():
-            name = signal.Signals(result.late_signal).name
-            print(f"{name} received after the last step: the run finished and is saved; "
-                  "nothing to resume", file=sys.stderr)
-        return 128 + result.late_signal  # a script that runs several stops here too
-    return 0
+        if late is not None:
+            print(f"{signal.Signals(late).name} received after the last step: the run "
+                  "finished and is saved; nothing to resume", file=sys.stderr)
+    return 0 if late is None else 128 + late  # a script that runs several stops here too
 
 
 def _load_model(args: argparse.Namespace) -> tuple[UNet, TrainConfig, float]:
